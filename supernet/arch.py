@@ -1,0 +1,97 @@
+"""The one architecture record: a frozen dataclass <-> JSON, choices keyed by NNI label."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from .space import SearchSpace, get_space
+
+SCHEMA_VERSION = 1
+_FIELDS = ("schema_version", "space", "encoder", "task", "choices", "metrics")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A head architecture in a named space. ``choices`` keys are the NNI labels of the space."""
+
+    space: str
+    choices: Mapping[str, Any]
+    encoder: str = ""
+    task: str = ""
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self):
+        if self.schema_version != SCHEMA_VERSION:
+            raise ValueError(f"architecture schema_version {self.schema_version!r} is not supported "
+                             f"(this version reads {SCHEMA_VERSION})")
+        choices = get_space(self.space).validate(self.choices)
+        object.__setattr__(self, "choices", MappingProxyType(choices))
+        object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+
+    @property
+    def search_space(self) -> SearchSpace:
+        return get_space(self.space)
+
+    def key(self) -> tuple:
+        """Hashable identity of the model (unused deeper labels ignored)."""
+        return tuple(sorted(self.search_space.canonical(self.choices).items()))
+
+    def with_metrics(self, **metrics: float) -> "Architecture":
+        return Architecture(self.space, self.choices, self.encoder, self.task,
+                            {**self.metrics, **metrics}, self.schema_version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": self.schema_version, "space": self.space, "encoder": self.encoder,
+                "task": self.task, "choices": dict(self.choices), "metrics": dict(self.metrics)}
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "Architecture":
+        if not isinstance(d, dict):
+            raise ValueError(f"an architecture JSON must be an object, got {type(d).__name__}")
+        unknown = [k for k in d if k not in _FIELDS]
+        if unknown:
+            raise ValueError(f"unknown field {unknown[0]!r} in architecture JSON; fields: {list(_FIELDS)}")
+        for key in ("schema_version", "space", "choices"):
+            if key not in d:
+                raise ValueError(f"architecture JSON has no {key!r} field (is it an architecture file?)")
+        return cls(space=d["space"], choices=d["choices"], encoder=d.get("encoder", ""), task=d.get("task", ""),
+                   metrics=d.get("metrics") or {}, schema_version=d["schema_version"])
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename): an interrupted save never leaves half a file."""
+        return atomic_write_text(Path(path), json.dumps(self.to_dict(), indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Architecture":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"architecture file not found: {path}")
+        try:
+            d = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+        except UnicodeDecodeError:
+            raise ValueError(f"{path} is not UTF-8 text") from None
+        try:
+            return cls.from_dict(d)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: {e}") from None
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

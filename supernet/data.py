@@ -1,0 +1,323 @@
+"""Three data sources behind one interface, tokenised once and cached, batched with dynamic padding.
+
+Sources, tried in this order:
+1. ``--train-file/--dev-file``: any CSV, TSV or JSONL with named text and label columns;
+2. ``$GLUE_DIR/<TASK>/{train,dev}.tsv`` (or ``--glue-dir``) in the original GLUE layout;
+3. ``datasets.load_dataset("glue", task)`` from the Hugging Face Hub.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .tasks import REGRESSION, TaskSpec, custom_task, get_task
+
+csv.field_size_limit(sys.maxsize)  # GLUE sentences can exceed csv's default 128 KiB field limit
+TRAIN = "train"
+
+
+@dataclass(frozen=True)
+class TextSplit:
+    """Raw text columns (one or two) and labels of one split."""
+
+    texts: tuple[tuple[str, ...], ...]    # one tuple per text column
+    labels: np.ndarray                    # int64 class ids, or float32 for regression
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def head(self, n: int | None) -> "TextSplit":
+        if n is None or n >= len(self):
+            return self
+        return TextSplit(tuple(col[:n] for col in self.texts), self.labels[:n])
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is cut. Validated on construction."""
+
+    task: str = "mrpc"
+    glue_dir: str | None = None           # defaults to $GLUE_DIR
+    train_file: str | None = None
+    dev_file: str | None = None
+    text_columns: tuple[str, ...] = ()    # for --train-file data
+    label_column: str = "label"
+    num_labels: int | None = None         # for --train-file data; inferred when None
+    max_length: int = 128
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    cache_dir: str = field(default_factory=lambda: os.environ.get(
+        "HEADNAS_CACHE", str(Path.home() / ".cache" / "bert-head-nas")))
+
+    def __post_init__(self):
+        if (self.train_file is None) != (self.dev_file is None):
+            raise ValueError("--train-file and --dev-file go together: give both or neither")
+        if self.train_file is None:
+            get_task(self.task)  # raises for an unknown task
+        elif not self.text_columns:
+            raise ValueError("--text-columns is required with --train-file (e.g. --text-columns sentence)")
+        if not 8 <= self.max_length <= 4096:
+            raise ValueError(f"--max-length must be in [8, 4096], got {self.max_length}")
+        for flag, value in (("--max-train-samples", self.max_train_samples),
+                            ("--max-eval-samples", self.max_eval_samples)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+
+    @property
+    def resolved_glue_dir(self) -> str | None:
+        return self.glue_dir or os.environ.get("GLUE_DIR") or None
+
+
+def _open_text(path: Path):
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path}")
+    return open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: MRPC's header has a BOM
+
+
+def _read_rows(path: Path, names: tuple[str, ...] | None) -> tuple[list[str], list[list[str]]]:
+    """Read a GLUE TSV: tab-separated, quote characters literal (QUOTE_NONE)."""
+    try:
+        with _open_text(path) as f:
+            rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+    if names is not None:
+        return list(names), rows
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    return rows[0], rows[1:]
+
+
+def _column_index(header: list[str], column: str, path: Path) -> int:
+    if column not in header:
+        raise ValueError(f"{path} has no column {column!r}; its columns are {header}")
+    return header.index(column)
+
+
+def _labels(raw: list[str], spec: TaskSpec, where: str) -> np.ndarray:
+    """Turn label strings into class ids (or floats), rejecting values outside the task's labels."""
+    if spec.is_regression:
+        try:
+            return np.asarray([float(v) for v in raw], np.float32)
+        except ValueError as e:
+            raise ValueError(f"{where}: regression label is not a number ({e})") from None
+    if spec.label_names is not None:
+        index = {name: i for i, name in enumerate(spec.label_names)}
+        bad = sorted({v for v in raw if v not in index})
+        if bad:
+            raise ValueError(f"{where}: labels {bad[:5]} are not among the task's labels {list(spec.label_names)}")
+        return np.asarray([index[v] for v in raw], np.int64)
+    try:
+        ids = np.asarray([int(v) for v in raw], np.int64)
+    except ValueError:
+        bad = sorted({v for v in raw if not v.lstrip("-").isdigit()})
+        raise ValueError(f"{where}: labels {bad[:5]} are not integers in [0, {spec.num_labels})") from None
+    outside = sorted(set(ids[(ids < 0) | (ids >= spec.num_labels)].tolist()))
+    if outside:
+        raise ValueError(f"{where}: labels {outside[:5]} are outside the task's {spec.num_labels} classes "
+                         f"[0, {spec.num_labels}); check --num-labels or the label column")
+    return ids
+
+
+def read_glue_tsv(path: Path, spec: TaskSpec) -> TextSplit:
+    """One split in the original GLUE layout."""
+    header, rows = _read_rows(path, spec.tsv_names)
+    text_idx = [_column_index(header, c, path) for c in spec.tsv_text]
+    label_idx = _column_index(header, spec.tsv_label, path)
+    need = max(text_idx + [label_idx])
+    short = [i for i, r in enumerate(rows) if len(r) <= need]
+    if short:
+        raise ValueError(f"{path}: row {short[0] + 2} has {len(rows[short[0]])} fields, expected {len(header)}")
+    texts = tuple(tuple(r[i] for r in rows) for i in text_idx)
+    split = TextSplit(texts, _labels([r[label_idx] for r in rows], spec, str(path)))
+    if len(split) == 0:
+        raise ValueError(f"{path} has no rows")
+    return split
+
+
+def _read_records(path: Path) -> list[dict]:
+    """Rows of a CSV, TSV or JSONL file as dicts."""
+    suffix = path.suffix.lower()
+    try:
+        with _open_text(path) as f:
+            if suffix in (".jsonl", ".json"):
+                records = []
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        try:
+                            records.append(json.loads(line))
+                        except json.JSONDecodeError as e:
+                            raise ValueError(f"{path}:{n}: not a JSON object per line ({e.msg})") from None
+                return records
+            if suffix not in (".csv", ".tsv", ".txt"):
+                raise ValueError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+            return list(csv.DictReader(f, delimiter="\t" if suffix != ".csv" else ","))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+
+
+def read_table(path: Path, spec: TaskSpec) -> TextSplit:
+    """One split from a user CSV/TSV/JSONL with the spec's text and label columns."""
+    records = _read_records(path)
+    if not records:
+        raise ValueError(f"{path} has no rows")
+    present = list(records[0].keys())
+    missing = [c for c in (*spec.tsv_text, spec.tsv_label) if c not in present]
+    if missing:
+        raise ValueError(f"{path} is missing columns {missing}; its columns are {present} "
+                         "(set --text-columns / --label-column)")
+    texts = tuple(tuple(str(r[c]) for r in records) for c in spec.tsv_text)
+    return TextSplit(texts, _labels([str(r[spec.tsv_label]) for r in records], spec, str(path)))
+
+
+def _infer_num_labels(path: Path, label_column: str) -> int:
+    values = {str(r.get(label_column)) for r in _read_records(path)}
+    try:
+        numbers = {float(v) for v in values}
+    except ValueError:
+        raise ValueError(f"{path}: labels in {label_column!r} must be integers 0..C-1 or numbers "
+                         f"(regression); found {sorted(values)[:5]}") from None
+    if all(n.is_integer() and n >= 0 for n in numbers) and len(numbers) <= 100:
+        return int(max(numbers)) + 1
+    return REGRESSION
+
+
+def load_hub(spec: TaskSpec) -> dict[str, TextSplit]:
+    """GLUE from the Hugging Face Hub (needs internet)."""
+    try:
+        import datasets
+        ds = datasets.load_dataset("glue", spec.name)
+    except Exception as e:  # the hub raises many types (ConnectionError, OSError, HfHubHTTPError...)
+        raise RuntimeError(
+            f"could not load GLUE/{spec.name} from the Hugging Face Hub ({type(e).__name__}); "
+            f"offline, set GLUE_DIR to a folder holding {spec.glue_dir}/train.tsv and dev.tsv, "
+            "or pass --train-file/--dev-file") from None
+    out = {}
+    for split in (TRAIN, *spec.dev_splits):
+        d = ds[split]
+        texts = tuple(tuple(d[c]) for c in spec.text_columns)
+        dtype = np.float32 if spec.is_regression else np.int64
+        out[split] = TextSplit(texts, np.asarray(d["label"], dtype))
+    return out
+
+
+def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
+    """Load train and dev split(s) of ``cfg.task`` from the first source that is configured."""
+    if cfg.train_file is not None:
+        train_path, dev_path = Path(cfg.train_file), Path(cfg.dev_file)
+        num_labels = cfg.num_labels or _infer_num_labels(train_path, cfg.label_column)
+        spec = custom_task(num_labels, cfg.text_columns, cfg.label_column)
+        splits = {TRAIN: read_table(train_path, spec), "validation": read_table(dev_path, spec)}
+    elif cfg.resolved_glue_dir is not None:
+        spec = get_task(cfg.task)
+        root = Path(cfg.resolved_glue_dir) / spec.glue_dir
+        if not root.is_dir():
+            raise FileNotFoundError(f"no {spec.glue_dir}/ folder in GLUE_DIR={cfg.resolved_glue_dir}")
+        splits = {TRAIN: read_glue_tsv(root / "train.tsv", spec)}
+        for split, fname in zip(spec.dev_splits, spec.tsv_dev_files):
+            splits[split] = read_glue_tsv(root / fname, spec)
+    else:
+        spec = get_task(cfg.task)
+        splits = load_hub(spec)
+    for name, split in splits.items():
+        if len(split) == 0:
+            raise ValueError(f"the {name} split of {spec.name} is empty")
+    splits = {name: s.head(cfg.max_train_samples if name == TRAIN else cfg.max_eval_samples)
+              for name, s in splits.items()}
+    return spec, splits
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of one split, unpadded, plus labels."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), np.int64, len(self.input_ids))
+
+
+def _cache_key(split: TextSplit, tokenizer, max_length: int) -> str:
+    h = hashlib.sha1()
+    h.update(f"{type(tokenizer).__name__}|{tokenizer.name_or_path}|{len(tokenizer)}|{max_length}".encode())
+    for col in split.texts:
+        for text in col:
+            h.update(text.encode("utf-8", "surrogatepass"))
+            h.update(b"\0")
+    h.update(split.labels.tobytes())
+    return h.hexdigest()
+
+
+def encode(split: TextSplit, tokenizer, max_length: int, cache_dir: str | None = None) -> Encoded:
+    """Tokenise a split once; later calls with the same text and tokenizer read the cache."""
+    path = None
+    if cache_dir:
+        path = Path(cache_dir) / f"tok-{_cache_key(split, tokenizer, max_length)}.pt"
+        if path.is_file():
+            try:
+                return Encoded(**torch.load(path, weights_only=False))
+            except Exception:  # a corrupt cache entry is rebuilt, never trusted
+                path.unlink(missing_ok=True)
+    enc = tokenizer(*[list(col) for col in split.texts], truncation=True, max_length=max_length)
+    ids = [np.asarray(x, np.int32) for x in enc["input_ids"]]
+    types = [np.asarray(x, np.int8) for x in enc.get("token_type_ids", [[0] * len(x) for x in ids])]
+    out = Encoded(ids, types, split.labels)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        torch.save({"input_ids": ids, "token_type_ids": types, "labels": split.labels}, tmp)
+        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache file
+    return out
+
+
+def pad_batch(data: Encoded, index: np.ndarray, pad_id: int) -> dict[str, torch.Tensor]:
+    """Pad the rows in ``index`` to the longest of them (dynamic padding)."""
+    width = max(len(data.input_ids[i]) for i in index)
+    input_ids = np.full((len(index), width), pad_id, np.int64)
+    types = np.zeros((len(index), width), np.int64)
+    mask = np.zeros((len(index), width), np.int64)
+    for row, i in enumerate(index):
+        n = len(data.input_ids[i])
+        input_ids[row, :n] = data.input_ids[i]
+        types[row, :n] = data.token_type_ids[i]
+        mask[row, :n] = 1
+    return {"input_ids": torch.from_numpy(input_ids), "token_type_ids": torch.from_numpy(types),
+            "attention_mask": torch.from_numpy(mask), "labels": torch.from_numpy(data.labels[index])}
+
+
+def batch_indices(data: Encoded, batch_size: int, shuffle: bool, seed: int = 0,
+                  bucket: bool = True) -> list[np.ndarray]:
+    """Batches of row indices. With ``bucket``, rows of similar length share a batch (less padding);
+    shuffling then permutes within 50-batch chunks and the order of batches, so it stays random."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data)) if shuffle else np.arange(len(data))
+    if bucket:
+        chunk = batch_size * 50
+        lengths = data.lengths
+        order = np.concatenate([c[np.argsort(lengths[c], kind="stable")]
+                                for c in np.array_split(order, max(1, -(-len(order) // chunk)))])
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
+
+
+def iterate(data: Encoded, batch_size: int, pad_id: int, shuffle: bool = False, seed: int = 0,
+            bucket: bool = True) -> Iterator[dict[str, torch.Tensor]]:
+    for index in batch_indices(data, batch_size, shuffle, seed, bucket):
+        yield pad_batch(data, index, pad_id)

