@@ -1,0 +1,81 @@
+import itertools
+import random
+import subprocess
+import sys
+
+import pytest
+
+from supernet.space import PRESETS, SearchSpace, get_space
+
+PAPER_SPACE_SIZE = 7.5e7  # Kenneweg et al. 2024's head space
+
+
+def test_paper_preset_spans_the_seed_papers_space():
+    assert get_space("paper").size() >= PAPER_SPACE_SIZE
+
+
+def test_size_counts_distinct_architectures_exactly():
+    space = get_space("tiny")
+    labels = space.labels()
+    distinct = {tuple(sorted(space.canonical(dict(zip(labels, values))).items()))
+                for values in itertools.product(*labels.values())}
+    assert len(distinct) == space.size() == 4706
+    assert space.raw_size() == len(list(itertools.product(*labels.values())))
+
+
+def test_labels_name_every_layer_choice():
+    labels = get_space("paper").labels()
+    assert list(labels)[:2] == ["pool", "depth"]
+    assert {"width_3", "act_3", "dropout_3", "norm_3", "residual_3"} <= set(labels)
+    assert "width_4" not in labels
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_samples_validate(preset):
+    space = get_space(preset)
+    rng = random.Random(0)
+    for _ in range(50):
+        choices = space.sample(rng)
+        assert space.validate(choices) == choices
+
+
+def _valid(space):
+    return space.sample(random.Random(1))
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda c: c.update(colour="red"), r"unknown key 'colour'"),
+    (lambda c: c.pop("act_1"), r"missing key 'act_1'"),
+    (lambda c: c.update(width_0=12), r"width_0=12 is outside space 'tiny'; allowed: \[8, 16\]"),
+    (lambda c: c.update(depth=True), r"depth=True is outside"),
+    (lambda c: c.update(residual_0=1), r"residual_0=1 is outside"),
+    (lambda c: c.update(act_0="swish"), r"act_0='swish' is outside.*\['relu', 'tanh'\]"),
+])
+def test_validate_names_the_bad_key_and_the_allowed_values(mutate, message):
+    space = get_space("tiny")
+    choices = _valid(space)
+    mutate(choices)
+    with pytest.raises(ValueError, match=message):
+        space.validate(choices)
+
+
+def test_validate_accepts_an_int_for_a_float_dropout():
+    space = get_space("tiny")
+    choices = _valid(space) | {"dropout_0": 0}
+    assert space.validate(choices)["dropout_0"] == 0
+
+
+def test_bad_space_definitions_are_refused():
+    with pytest.raises(ValueError, match="unknown act"):
+        SearchSpace("x", ("cls",), (0,), (8,), ("swish",), (0.0,), ("none",), (False,))
+    with pytest.raises(ValueError, match="dropout must be in"):
+        SearchSpace("x", ("cls",), (0,), (8,), ("relu",), (1.0,), ("none",), (False,))
+    with pytest.raises(ValueError, match="unknown space 'huge'"):
+        get_space("huge")
+
+
+def test_cli_prints_choices_and_exact_count():
+    out = subprocess.run([sys.executable, "-m", "supernet.space", "--preset", "paper"],
+                         capture_output=True, text=True, check=True).stdout
+    assert f"distinct architectures: {get_space('paper').size():,}" in out
+    assert "leaky_relu" in out and "batchnorm" in out
