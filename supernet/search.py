@@ -1,0 +1,279 @@
+"""Train the supernet once, then search it: ``python -m supernet.search --strategy evolution``.
+
+Writes into the run directory: TensorBoard events, ``checkpoint.pt`` (resumable), the NNI
+experiment, ``arch_top<k>.json`` (the architecture record), ``search_summary.json`` and
+``trajectory.png`` (score per trial with best-so-far, against random subnets of the same supernet).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .arch import Architecture, atomic_write_text
+from .data import TRAIN, DataConfig, encode, load_splits
+from .encoder import encoder_id, load_encoder, load_tokenizer
+from .train import TrainConfig, dev_features, train_supernet
+
+STRATEGIES = ("evolution", "random")
+RUN_CONFIG = "run_config.json"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run needs, saved as ``run_config.json`` so ``--resume`` repeats it exactly."""
+
+    model: str | None = None
+    num_hidden_layers: int | None = None
+    space: str = "paper"
+    calib_samples: int = 512
+    random_baseline: int = 50
+
+    def __post_init__(self):
+        from .space import get_space
+        get_space(self.space)
+        if self.num_hidden_layers is not None and self.num_hidden_layers < 1:
+            raise ValueError(f"--num-hidden-layers must be >= 1, got {self.num_hidden_layers}")
+        if self.calib_samples < 2:
+            raise ValueError(f"--calib-samples must be >= 2, got {self.calib_samples}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m supernet.search", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Fine-tune a weight-sharing supernet of classification heads on a BERT encoder once, "
+                    "then search it (every candidate inherits the supernet's weights).")
+    g = p.add_argument_group("search")
+    g.add_argument("--strategy", choices=STRATEGIES, default="evolution",
+                   help="evolution: NNI regularized evolution; random: NNI random search (same budget)")
+    g.add_argument("--space", default="paper", help="search-space preset (see python -m supernet.space)")
+    g.add_argument("--trials", type=int, default=64, help="candidates to evaluate")
+    g.add_argument("--population", type=int, default=16, help="evolution population size")
+    g.add_argument("--sample-size", type=int, default=4, help="evolution tournament size")
+    g.add_argument("--concurrency", type=int, default=2, help="trials at once in the web UI")
+    g.add_argument("--top-k", type=int, default=3, help="architectures to export")
+    g.add_argument("--random-baseline", type=int, default=50,
+                   help="random subnets scored from the same supernet, for comparison")
+    g.add_argument("--port", type=int, default=8080, help="NNI web UI port")
+    g.add_argument("--no-webui", dest="webui", action="store_false",
+                   help="run the strategy in-process (no NNI manager, no web UI): for CI and headless use")
+    d = p.add_argument_group("data")
+    d.add_argument("--task", default="mrpc", help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)")
+    d.add_argument("--glue-dir", default=None, help="folder with <TASK>/{train,dev}.tsv (default: $GLUE_DIR; "
+                                                    "else the Hugging Face Hub)")
+    d.add_argument("--train-file", default=None, help="your own CSV/TSV/JSONL training file")
+    d.add_argument("--dev-file", default=None, help="your own CSV/TSV/JSONL dev file")
+    d.add_argument("--text-columns", default="", help="comma-separated text column(s) of --train-file data")
+    d.add_argument("--label-column", default="label", help="label column of --train-file data")
+    d.add_argument("--num-labels", type=int, default=None, help="classes of --train-file data (1 = regression)")
+    d.add_argument("--max-length", type=int, default=128, help="tokens per example")
+    d.add_argument("--max-train-samples", type=int, default=None, help="use only the first N training rows")
+    d.add_argument("--max-eval-samples", type=int, default=None, help="use only the first N dev rows")
+    m = p.add_argument_group("supernet training")
+    m.add_argument("--model", default=None, help="encoder: local dir or hub id (default: packaged all-MiniLM-L6-v2)")
+    m.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
+    m.add_argument("--epochs", type=float, default=1.0)
+    m.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--lr-encoder", type=float, default=5e-5)
+    m.add_argument("--lr-head", type=float, default=1e-3)
+    m.add_argument("--heads-per-step", type=int, default=4, help="sampled heads trained per encoder forward")
+    m.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    m.add_argument("--eval-every", type=int, default=50, help="steps between probe-subnet dev scores")
+    m.add_argument("--calib-samples", type=int, default=512, help="training rows for batch-norm recalibration")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
+    o = p.add_argument_group("output")
+    o.add_argument("--output-dir", default=None, help="run directory (default: logs/<task>-<strategy>-<time>)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
+    o.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue an interrupted run in RUN_DIR with its saved settings")
+    return p
+
+
+def configs_from_args(args: argparse.Namespace):
+    from strategies.evolution import SearchConfig
+    data = DataConfig(task=args.task, glue_dir=args.glue_dir, train_file=args.train_file, dev_file=args.dev_file,
+                      text_columns=tuple(c for c in args.text_columns.split(",") if c),
+                      label_column=args.label_column, num_labels=args.num_labels, max_length=args.max_length,
+                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
+    train = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
+                        lr_encoder=args.lr_encoder, lr_head=args.lr_head, heads_per_step=args.heads_per_step,
+                        seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
+                        precision=args.precision, device=args.device)
+    search = SearchConfig(strategy=args.strategy, trials=args.trials, population=args.population,
+                          sample_size=args.sample_size, concurrency=args.concurrency, top_k=args.top_k,
+                          seed=args.seed, port=args.port, webui=args.webui)
+    run = RunConfig(model=args.model, num_hidden_layers=args.num_hidden_layers, space=args.space,
+                    calib_samples=args.calib_samples, random_baseline=args.random_baseline)
+    return run, data, train, search
+
+
+def _save_configs(run_dir: Path, run, data, train, search) -> None:
+    d = {"run": asdict(run), "data": asdict(data), "train": asdict(train), "search": asdict(search)}
+    d["data"].pop("cache_dir")
+    atomic_write_text(run_dir / RUN_CONFIG, json.dumps(d, indent=2) + "\n")
+
+
+def _load_configs(run_dir: Path, webui: bool, port: int):
+    from strategies.evolution import SearchConfig
+    path = run_dir / RUN_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no {RUN_CONFIG} there (not a run directory)")
+    d = json.loads(path.read_text())
+    tup = lambda x: tuple(x) if isinstance(x, list) else x
+    search = {**d["search"], "webui": webui, "port": port}  # display settings may change on resume
+    return (RunConfig(**d["run"]), DataConfig(**{k: tup(v) for k, v in d["data"].items()}),
+            TrainConfig(**d["train"]), SearchConfig(**search))
+
+
+def prepare_run_dir(args, task: str) -> Path:
+    if args.resume:
+        run_dir = Path(args.resume)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
+        return run_dir
+    run_dir = Path(args.output_dir or f"logs/{task}-{args.strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not args.overwrite:
+            raise FileExistsError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, "
+                                  "--overwrite to replace it, or another --output-dir")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) -> list[Architecture]:
+    """Top-k distinct architectures by score, re-scored for every metric, written as arch_top<i>.json."""
+    ranked, seen = [], set()
+    for t in sorted(trials, key=lambda t: -t["score"]):
+        arch = Architecture(scorer.space.name, t["choices"], **meta)
+        if arch.key() not in seen:
+            seen.add(arch.key())
+            ranked.append(arch.with_metrics(**scorer.score(arch.choices)))
+        if len(ranked) == k:
+            break
+    for i, arch in enumerate(ranked, 1):
+        arch.save(run_dir / f"arch_top{i}.json")
+    return ranked
+
+
+def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    scores = [t["score"] for t in trials]
+    best = [max(scores[:i + 1]) for i in range(len(scores))]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.scatter(range(1, len(scores) + 1), scores, s=12, alpha=0.6, label="candidate")
+    ax.plot(range(1, len(best) + 1), best, color="C1", lw=2, label="best so far")
+    if random_scores:
+        ax.axhline(statistics.mean(random_scores), color="grey", ls="--", label="random subnet (mean)")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(f"dev {metric} (inherited weights)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from strategies.evolution import run_experiment
+    from strategies.scoring import CandidateScorer, save_search_state
+
+    from .model import HeadSupernet
+    from .space import get_space
+
+    if args.resume:
+        run_dir = prepare_run_dir(args, "")
+        run_cfg, data_cfg, train_cfg, search_cfg = _load_configs(run_dir, args.webui, args.port)
+    else:
+        run_cfg, data_cfg, train_cfg, search_cfg = configs_from_args(args)
+        run_dir = prepare_run_dir(args, data_cfg.task)
+        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg)
+    print(f"run directory: {run_dir}", flush=True)
+    t0 = time.time()
+    spec, splits = load_splits(data_cfg)
+    dev_split = spec.dev_splits[0] if data_cfg.train_file is None else "validation"
+    tokenizer = load_tokenizer(run_cfg.model)
+    train = encode(splits[TRAIN], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
+    dev = encode(splits[dev_split], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
+    encoder = load_encoder(run_cfg.model, run_cfg.num_hidden_layers)
+    space = get_space(run_cfg.space)
+    torch.manual_seed(train_cfg.seed)  # the heads' initial weights
+    supernet = HeadSupernet(encoder, space, spec.num_labels)
+    pad_id = tokenizer.pad_token_id or 0
+
+    t_train = time.time()
+    stats = train_supernet(supernet, spec, train, dev, pad_id, train_cfg, run_dir, resume=bool(args.resume))
+    train_seconds = time.time() - t_train
+
+    t_feat = time.time()
+    calib = encode(splits[TRAIN].head(run_cfg.calib_samples), tokenizer, data_cfg.max_length, data_cfg.cache_dir)
+    state_path = run_dir / "search_state.pt"
+    save_search_state(state_path, supernet.head, spec.metrics,
+                      dev_features(supernet, dev, pad_id, device=train_cfg.device), dev.labels,
+                      dev_features(supernet, calib, pad_id, device=train_cfg.device))
+    feature_seconds = time.time() - t_feat
+
+    t_search = time.time()
+    trials = run_experiment(space.name, state_path, search_cfg, run_dir / "nni")
+    search_seconds = time.time() - t_search
+    if not trials:
+        raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
+
+    scorer = CandidateScorer.from_file(state_path)
+    meta = {"encoder": encoder_id(run_cfg.model), "task": spec.name}
+    top = export_top(trials, scorer, search_cfg.top_k, meta, run_dir)
+    rng = random.Random(search_cfg.seed + 1)
+    random_scores = [scorer.score(space.sample(rng))[spec.main_metric] for _ in range(run_cfg.random_baseline)]
+    plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png")
+
+    best = top[0].metrics[spec.main_metric]
+    summary = {
+        "strategy": search_cfg.strategy, "task": spec.name, "space": space.name, "space_size": space.size(),
+        "encoder": meta["encoder"], "num_hidden_layers": run_cfg.num_hidden_layers,
+        "metric": spec.main_metric, "trials": len(trials), "webui": search_cfg.webui,
+        "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
+        "top_k": [dict(a.metrics) for a in top],
+        "random_subnets": {"n": len(random_scores), "mean": statistics.mean(random_scores),
+                           "std": statistics.pstdev(random_scores), "best": max(random_scores)},
+        "best_minus_random_mean": best - statistics.mean(random_scores),
+        "supernet_steps": stats["steps"], "resumed_from_step": stats["resumed_from"],
+        "seconds": {"supernet_training": train_seconds, "features": feature_seconds, "search": search_seconds,
+                    "total": time.time() - t0},
+        "candidates_per_minute": 60 * len(trials) / max(search_seconds, 1e-9),
+        "parameters": {"supernet": sum(p.numel() for p in supernet.parameters()),
+                       "supernet_head": supernet.head_parameters(),
+                       "best_subnet": sum(p.numel() for p in supernet.freeze(top[0].choices).parameters())},
+    }
+    atomic_write_text(run_dir / "search_summary.json", json.dumps(summary, indent=2) + "\n")
+    print(f"best {spec.main_metric} {best:.4f} (random subnets: mean {summary['random_subnets']['mean']:.4f}, "
+          f"best {summary['random_subnets']['best']:.4f}) after {len(trials)} trials; "
+          f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""Train the supernet once: SPOS-style uniform path sampling, several heads per encoder forward.
+
+The encoder dominates the cost of a step, so each batch goes through the encoder once and
+``heads_per_step`` uniformly sampled heads are trained on its pooled outputs (their losses averaged).
+Checkpoints hold model, optimizer, scheduler, step and RNG state; ``resume`` continues exactly.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from .data import Encoded, batch_indices, iterate, pad_batch
+from .metrics import compute_metrics
+from .model import HeadSupernet
+from .tasks import TaskSpec
+
+CHECKPOINT = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Supernet fine-tuning knobs (validated; the messages name the CLI flag)."""
+
+    epochs: float = 1.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    lr_encoder: float = 5e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    heads_per_step: int = 4
+    grad_clip: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 100
+    eval_every: int = 50
+    num_probes: int = 3
+    precision: str = "fp32"
+    device: str = "cpu"
+
+    def __post_init__(self):
+        if self.epochs <= 0 and not self.max_steps:
+            raise ValueError(f"--epochs must be > 0 (or give --max-steps), got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 2:
+            raise ValueError(f"--batch-size must be >= 2 (batch norm needs 2 rows), got {self.batch_size}")
+        if self.heads_per_step < 1:
+            raise ValueError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        for flag, lr in (("--lr-encoder", self.lr_encoder), ("--lr-head", self.lr_head)):
+            if not lr >= 0:
+                raise ValueError(f"{flag} must be >= 0, got {lr}")
+
+
+def loss_fn(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    if spec.is_regression:
+        return F.mse_loss(logits.squeeze(-1).float(), labels.float())
+    return F.cross_entropy(logits.float(), labels)
+
+
+def arch_rng(seed: int, step: int) -> random.Random:
+    """The architectures of a step depend on (seed, step) only, so a resumed run samples the same ones."""
+    return random.Random(seed * 1_000_003 + step)
+
+
+def _steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size)  # the ragged last batch is dropped: batch norm needs >1 row
+
+
+def _epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
+    batches = batch_indices(data, cfg.batch_size, shuffle=True, seed=cfg.seed * 7919 + epoch)
+    return [b for b in batches if len(b) == cfg.batch_size] or batches
+
+
+@torch.no_grad()
+def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size: int = 128,
+                 device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Encoder outputs of a split pooled every way the space allows, computed once and reused."""
+    was_training = supernet.training
+    supernet.eval()
+    chunks: dict[str, list[torch.Tensor]] = {p: [] for p in supernet.space.pool}
+    order = np.arange(len(data))  # unsorted: rows stay aligned with labels
+    for start in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in pad_batch(data, order[start:start + batch_size], pad_id).items()}
+        for p, feats in supernet.pooled_features(batch).items():
+            chunks[p].append(feats.float().cpu())
+    supernet.train(was_training)
+    return {p: torch.cat(c) for p, c in chunks.items()}
+
+
+@torch.no_grad()
+def score_heads(supernet: HeadSupernet, spec: TaskSpec, features: Mapping[str, torch.Tensor],
+                labels: np.ndarray, archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Official metrics of several heads on precomputed features (supernet BN statistics as they are)."""
+    head = supernet.head
+    was_training = head.training
+    head.eval()
+    device = next(head.parameters()).device
+    out = [compute_metrics(spec.metrics, head(features[a["pool"]].to(device), a).float().cpu().numpy(), labels)
+           for a in archs]
+    head.train(was_training)
+    return out
+
+
+def _lr_lambda(total: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+    return f
+
+
+def make_optimizer(supernet: HeadSupernet, cfg: TrainConfig, total_steps: int):
+    groups = []
+    for module, lr in ((supernet.encoder, cfg.lr_encoder), (supernet.head, cfg.lr_head)):
+        params = list(module.parameters())
+        # no weight decay on biases and norm gains (the 1-D parameters), as BERT fine-tuning does
+        groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": cfg.weight_decay})
+        groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, _lr_lambda(total_steps, int(cfg.warmup_ratio * total_steps)))
+    return optimizer, scheduler
+
+
+def save_checkpoint(path: Path, supernet, optimizer, scheduler, step: int, extra: dict) -> None:
+    state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "step": step, "torch_rng": torch.get_rng_state(), "extra": extra}
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a kill during the save keeps the previous checkpoint
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"checkpoint {path} is corrupt or truncated ({type(e).__name__}); "
+                         "delete it to start over, or point --resume at another run") from None
+
+
+def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
+                   cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
+    """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
+    device = torch.device(cfg.device)
+    supernet.to(device).train()
+    per_epoch = _steps_per_epoch(len(train), cfg.batch_size)
+    total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
+    optimizer, scheduler = make_optimizer(supernet, cfg, total)
+    start = 0
+    ckpt_path = run_dir / CHECKPOINT
+    if resume and ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path)
+        supernet.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start = state["step"]
+    else:
+        torch.manual_seed(cfg.seed)
+    probes = [supernet.space.sample(random.Random(10_000 + i)) for i in range(cfg.num_probes)]
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    bar = tqdm(total=total, initial=start, desc="supernet", unit="step", dynamic_ncols=True)
+    epoch, batches, step, seen = -1, [], start, 0
+    while step < total:
+        if step // per_epoch != epoch:
+            epoch = step // per_epoch
+            batches = _epoch_batches(train, cfg, epoch)
+        batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % per_epoch], pad_id).items()}
+        rng = arch_rng(cfg.seed, step)
+        archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
+        with autocast:
+            pooled = supernet.pooled_features(batch, tuple({a["pool"] for a in archs}))
+            loss = sum(loss_fn(spec, supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
+            loss = loss / len(archs)
+        if not torch.isfinite(loss):
+            writer.close()
+            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
+                                     f"The last good checkpoint is kept in {ckpt_path}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        seen += len(batch["labels"])
+        bar.update(1)
+        if step % 10 == 0 or step == total:  # .item() syncs; not every step
+            writer.add_scalar("train/loss", loss.item(), step)
+            writer.add_scalar("train/lr_encoder", scheduler.get_last_lr()[0], step)
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % cfg.eval_every == 0 or step == total:
+            feats = dev_features(supernet, dev, pad_id, device=str(device))
+            for i, scores in enumerate(score_heads(supernet, spec, feats, dev.labels, probes)):
+                for name, value in scores.items():
+                    writer.add_scalar(f"probe{i}/{name}", value, step)
+        if step % cfg.checkpoint_every == 0 or step == total:
+            save_checkpoint(ckpt_path, supernet, optimizer, scheduler, step, {"train_config": asdict(cfg)})
+    bar.close()
+    writer.close()
+    return {"steps": total, "resumed_from": start, "sequences": seen, "probes": probes}

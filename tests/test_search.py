@@ -1,0 +1,129 @@
+"""End-to-end search on real MRPC slices with the 2-layer MiniLM encoder and the tiny space."""
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import torch
+
+from conftest import ROOT
+from supernet.arch import Architecture
+from supernet.search import main as search_main
+
+SMALL = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "96",
+         "--max-eval-samples", "64", "--max-steps", "4", "--batch-size", "16", "--calib-samples", "32",
+         "--random-baseline", "8", "--eval-every", "2", "--checkpoint-every", "2"]
+
+
+def _search(run_dir, *extra, glue_dir):
+    return search_main([*SMALL, "--glue-dir", str(glue_dir), "--output-dir", str(run_dir), *extra])
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random"])
+def test_headless_search_exports_valid_architectures(tmp_path, glue_dir, strategy):
+    run = tmp_path / "run"
+    assert _search(run, "--strategy", strategy, "--no-webui", "--trials", "12", "--population", "4",
+                   "--sample-size", "2", glue_dir=glue_dir) == 0
+    summary = json.loads((run / "search_summary.json").read_text())
+    assert summary["trials"] == 12 and summary["strategy"] == strategy
+    tops = [Architecture.load(run / f"arch_top{i}.json") for i in (1, 2, 3)]
+    assert [a.space for a in tops] == ["tiny"] * 3 and len({a.key() for a in tops}) == 3
+    scores = [a.metrics["f1"] for a in tops]
+    assert scores == sorted(scores, reverse=True) and summary["best"]["f1"] == scores[0]
+    assert summary["best"]["f1"] >= summary["random_subnets"]["mean"]
+    assert summary["parameters"]["best_subnet"] < summary["parameters"]["supernet"]
+    assert (run / "trajectory.png").stat().st_size > 1000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_evolution_is_deterministic(tmp_path, glue_dir):
+    best = []
+    for name in ("a", "b"):
+        assert _search(tmp_path / name, "--no-webui", "--trials", "10", "--population", "4", "--sample-size", "2",
+                       glue_dir=glue_dir) == 0
+        best.append(Architecture.load(tmp_path / name / "arch_top1.json"))
+    assert best[0] == best[1]
+
+
+def test_resume_after_interruption_gives_the_same_weights(tmp_path, glue_dir, monkeypatch):
+    import supernet.train as train
+    assert _search(tmp_path / "straight", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
+                   glue_dir=glue_dir) == 0
+
+    real_save = train.save_checkpoint
+
+    def save_then_die(path, supernet, optimizer, scheduler, step, extra):
+        real_save(path, supernet, optimizer, scheduler, step, extra)
+        raise KeyboardInterrupt  # a kill right after the step-2 checkpoint
+    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _search(tmp_path / "killed", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
+                glue_dir=glue_dir)
+    assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    assert search_main(["--resume", str(tmp_path / "killed"), "--no-webui"]) == 0
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
+    assert b["step"] == 4
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_existing_run_dir_is_never_overwritten(tmp_path, glue_dir, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    assert _search(run, "--no-webui", glue_dir=glue_dir) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "keep.txt").read_text() == "precious"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "glue9"], "unknown task 'glue9'"),
+    (["--space", "huge"], "unknown space 'huge'"),
+    (["--sample-size", "50", "--population", "4"], "--sample-size must be in"),
+    (["--model", "/"], "is not a model directory"),
+    (["--resume", "/nonexistent/run"], "no such run directory"),
+])
+def test_bad_cli_input_is_one_line(tmp_path, capsys, args, message, glue_dir):
+    code = search_main(["--glue-dir", str(glue_dir), "--output-dir", str(tmp_path / "r"), "--no-webui", *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1
+
+
+def _get(port, path):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/nni/{path}", timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "supernet.search", *SMALL, "--glue-dir", str(glue_dir),
+                             "--output-dir", str(run), "--trials", "4", "--population", "2", "--sample-size", "1",
+                             "--port", str(port)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    jobs, deadline = [], time.time() + 240
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                jobs = _get(port, "trial-jobs")
+            except OSError:
+                jobs = jobs
+            if len([j for j in jobs if j.get("finalMetricData")]) == 4:
+                break
+            time.sleep(1)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert f"http://127.0.0.1:{port}" in out
+    finals = [json.loads(json.loads(j["finalMetricData"][0]["data"])) for j in jobs if j.get("finalMetricData")]
+    assert len(finals) == 4 and all(0.0 <= m["default"] <= 1.0 and "f1" in m for m in finals)
+    assert all("sample" in json.dumps(j.get("hyperParameters", "")) or j.get("hyperParameters") for j in jobs)
+    summary = json.loads((run / "search_summary.json").read_text())
+    assert summary["webui"] is True and summary["trials"] == 4
