@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,11 +67,12 @@ class SearchConfig:
     trials: int = 64
     population: int = 16
     sample_size: int = 4
-    concurrency: int = 2
+    concurrency: int = 1
     top_k: int = 3
     seed: int = 0
     port: int = 8080
     webui: bool = True
+    linger: float = 0.0  # seconds the web UI stays up after the last trial
 
     def __post_init__(self):
         if self.strategy not in MULTI_TRIAL:
@@ -107,6 +109,12 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
 
     if cfg.webui:
         check_port_free(cfg.port)
+        if cfg.concurrency > 1:
+            # Seen here and reported as NNI issue #5726 (open): with concurrent local trials, a trial can
+            # receive another trial's parameters, and its metric is then credited to the wrong candidate.
+            logging.getLogger(__name__).warning(
+                "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
+                "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
     evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()))
     exp_config = NasExperimentConfig("ts" if cfg.webui else "sequential", "simplified", "local" if cfg.webui else None)
     exp_config.max_trial_number = cfg.trials
@@ -125,6 +133,9 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
         # list_models(sort=False) keeps submission order; NNI keeps only the 'default' metric
         trials = [{"choices": dict(m.sample), "score": float(m.metric)}
                   for m in exp.strategy.list_models(sort=False) if m.metric is not None]
+        if cfg.webui and cfg.linger > 0:
+            print(f"search done; the web UI stays up for {cfg.linger:g} s", flush=True)
+            time.sleep(cfg.linger)
         return trials
     finally:
         exp.stop()

@@ -59,11 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trials", type=int, default=64, help="candidates to evaluate")
     g.add_argument("--population", type=int, default=16, help="evolution population size")
     g.add_argument("--sample-size", type=int, default=4, help="evolution tournament size")
-    g.add_argument("--concurrency", type=int, default=2, help="trials at once in the web UI")
+    g.add_argument("--concurrency", type=int, default=1,
+                   help="trials at once in the web UI (>1 is faster but hits NNI issue #5726)")
     g.add_argument("--top-k", type=int, default=3, help="architectures to export")
     g.add_argument("--random-baseline", type=int, default=50,
                    help="random subnets scored from the same supernet, for comparison")
     g.add_argument("--port", type=int, default=8080, help="NNI web UI port")
+    g.add_argument("--webui-linger", type=float, default=0.0, metavar="SECONDS",
+                   help="keep the web UI up this long after the last trial")
     g.add_argument("--no-webui", dest="webui", action="store_false",
                    help="run the strategy in-process (no NNI manager, no web UI): for CI and headless use")
     d = p.add_argument_group("data")
@@ -113,7 +116,8 @@ def configs_from_args(args: argparse.Namespace):
                         precision=args.precision, device=args.device)
     search = SearchConfig(strategy=args.strategy, trials=args.trials, population=args.population,
                           sample_size=args.sample_size, concurrency=args.concurrency, top_k=args.top_k,
-                          seed=args.seed, port=args.port, webui=args.webui)
+                          seed=args.seed, port=args.port, webui=args.webui,
+                          linger=args.webui_linger)
     run = RunConfig(model=args.model, num_hidden_layers=args.num_hidden_layers, space=args.space,
                     calib_samples=args.calib_samples, random_baseline=args.random_baseline)
     return run, data, train, search
@@ -125,14 +129,14 @@ def _save_configs(run_dir: Path, run, data, train, search) -> None:
     atomic_write_text(run_dir / RUN_CONFIG, json.dumps(d, indent=2) + "\n")
 
 
-def _load_configs(run_dir: Path, webui: bool, port: int):
+def _load_configs(run_dir: Path, webui: bool, port: int, linger: float):
     from strategies.evolution import SearchConfig
     path = run_dir / RUN_CONFIG
     if not path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no {RUN_CONFIG} there (not a run directory)")
     d = json.loads(path.read_text())
     tup = lambda x: tuple(x) if isinstance(x, list) else x
-    search = {**d["search"], "webui": webui, "port": port}  # display settings may change on resume
+    search = {**d["search"], "webui": webui, "port": port, "linger": linger}  # display settings may change on resume
     return (RunConfig(**d["run"]), DataConfig(**{k: tup(v) for k, v in d["data"].items()}),
             TrainConfig(**d["train"]), SearchConfig(**search))
 
@@ -163,6 +167,7 @@ def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) ->
             ranked.append(arch.with_metrics(**scorer.score(arch.choices)))
         if len(ranked) == k:
             break
+    ranked.sort(key=lambda a: -a.metrics[scorer.main_metric])  # by the re-score, whatever NNI credited
     for i, arch in enumerate(ranked, 1):
         arch.save(run_dir / f"arch_top{i}.json")
     return ranked
@@ -197,7 +202,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.resume:
         run_dir = prepare_run_dir(args, "")
-        run_cfg, data_cfg, train_cfg, search_cfg = _load_configs(run_dir, args.webui, args.port)
+        run_cfg, data_cfg, train_cfg, search_cfg = _load_configs(run_dir, args.webui, args.port, args.webui_linger)
     else:
         run_cfg, data_cfg, train_cfg, search_cfg = configs_from_args(args)
         run_dir = prepare_run_dir(args, data_cfg.task)
