@@ -186,7 +186,7 @@ def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str,
         ax.axhline(statistics.mean(random_scores), color="grey", ls="--", label="random subnet (mean)")
     ax.set_xlabel("trial")
     ax.set_ylabel(f"dev {metric} (inherited weights)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
