@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from supernet.arch import atomic_torch_save
 from supernet.metrics import compute_metrics
 from supernet.model import SuperHead
 from supernet.space import get_space
@@ -24,13 +25,10 @@ SEARCH_STATE = "search_state.pt"
 
 def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: Mapping[str, torch.Tensor],
                       dev_labels: np.ndarray, calib: Mapping[str, torch.Tensor]) -> None:
-    import os
     state = {"space": head.space.name, "hidden_size": head.hidden_size, "num_labels": head.num_labels,
              "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "metrics": list(metrics),
              "dev": dict(dev), "dev_labels": dev_labels, "calib": dict(calib)}
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(state, path)
 
 
 class CandidateScorer:

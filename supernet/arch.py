@@ -84,6 +84,21 @@ class Architecture:
             raise ValueError(f"{path}: {e}") from None
 
 
+def atomic_torch_save(obj: Any, path: Path) -> Path:
+    """``torch.save`` through a unique temp file + rename: a kill mid-save keeps the previous file."""
+    import torch
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

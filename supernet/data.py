@@ -19,6 +19,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from .arch import atomic_torch_save
 from .tasks import REGRESSION, TaskSpec, custom_task, get_task
 
 csv.field_size_limit(sys.maxsize)  # GLUE sentences can exceed csv's default 128 KiB field limit
@@ -277,11 +278,8 @@ def encode(split: TextSplit, tokenizer, max_length: int, cache_dir: str | None =
     ids = [np.asarray(x, np.int32) for x in enc["input_ids"]]
     types = [np.asarray(x, np.int8) for x in enc.get("token_type_ids", [[0] * len(x) for x in ids])]
     out = Encoded(ids, types, split.labels)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        torch.save({"input_ids": ids, "token_type_ids": types, "labels": split.labels}, tmp)
-        os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache file
+    if path is not None:  # atomic: a killed run never leaves a half-written cache file
+        atomic_torch_save({"input_ids": ids, "token_type_ids": types, "labels": split.labels}, path)
     return out
 
 

@@ -7,7 +7,6 @@ Checkpoints hold model, optimizer, scheduler, step and RNG state; ``resume`` con
 from __future__ import annotations
 
 import math
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from .data import Encoded, batch_indices, iterate, pad_batch
+from .arch import atomic_torch_save
+from .data import Encoded, batch_indices, pad_batch
 from .metrics import compute_metrics
 from .model import HeadSupernet
 from .tasks import TaskSpec
@@ -137,9 +137,7 @@ def make_optimizer(supernet: HeadSupernet, cfg: TrainConfig, total_steps: int):
 def save_checkpoint(path: Path, supernet, optimizer, scheduler, step: int, extra: dict) -> None:
     state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "step": step, "torch_rng": torch.get_rng_state(), "extra": extra}
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a kill during the save keeps the previous checkpoint
+    atomic_torch_save(state, path)  # a kill during the save keeps the previous checkpoint
 
 
 def load_checkpoint(path: Path) -> dict:

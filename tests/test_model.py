@@ -3,7 +3,6 @@ import random
 import pytest
 import torch
 from nni.mutable import Categorical
-from torch import nn
 
 from conftest import make_batch
 from supernet.encoder import load_encoder
