@@ -20,9 +20,8 @@ from nni.nas.nn.pytorch import ModelSpace
 
 from supernet.space import get_space
 
+from . import MULTI_TRIAL, STRATEGIES
 from .scoring import cached_scorer
-
-MULTI_TRIAL = ("evolution", "random")
 
 
 class Candidate(nn.Module):
@@ -61,7 +60,7 @@ def evaluate_candidate(model: Candidate, state_path: str) -> None:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """Multi-trial budget and display (validated; messages name the CLI flag)."""
+    """Strategy, multi-trial budget and display (validated; messages name the CLI flag)."""
 
     strategy: str = "evolution"
     trials: int = 64
@@ -74,9 +73,15 @@ class SearchConfig:
     webui: bool = True
     linger: float = 0.0  # seconds the web UI stays up after the last trial
 
+    @property
+    def multi_trial(self) -> str | None:
+        """The multi-trial search run over the trained supernet: SPOS searches it by evolution
+        (Guo et al. 2020); DARTS-family and ENAS export what they learned instead (None)."""
+        return "evolution" if self.strategy == "spos" else self.strategy if self.strategy in MULTI_TRIAL else None
+
     def __post_init__(self):
-        if self.strategy not in MULTI_TRIAL:
-            raise ValueError(f"multi-trial strategy must be one of {MULTI_TRIAL}, got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
         if self.trials < 1 or self.top_k < 1 or self.concurrency < 1:
             raise ValueError("--trials, --top-k and --concurrency must be >= 1")
         if not 1 <= self.sample_size <= self.population:
@@ -96,10 +101,12 @@ def check_port_free(port: int) -> None:
 
 def make_strategy(cfg: SearchConfig):
     from nni.nas import strategy
-    if cfg.strategy == "evolution":
+    if cfg.multi_trial == "evolution":
         return strategy.RegularizedEvolution(population_size=cfg.population, sample_size=cfg.sample_size,
                                              mutation_prob=0.1, dedup=True, seed=cfg.seed)
-    return strategy.Random(dedup=True, seed=cfg.seed)
+    if cfg.multi_trial == "random":
+        return strategy.Random(dedup=True, seed=cfg.seed)
+    raise ValueError(f"--strategy {cfg.strategy} has no multi-trial search stage")
 
 
 def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path) -> list[dict[str, Any]]:

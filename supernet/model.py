@@ -15,7 +15,7 @@ import torch
 from nni.nas.nn.pytorch import ModelSpace
 from torch import nn
 
-from .ops import POOLINGS, Pooling, SuperHiddenLayer, SuperLinear
+from .ops import POOLINGS, HiddenLayer, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm
 from .space import SearchSpace, layer_label
 
 
@@ -52,6 +52,20 @@ class SuperHead(nn.Module):
             in_features = args["width"]
         modules.append(self.classifier.freeze(in_features, self.num_labels))
         return nn.Sequential(*modules)
+
+
+def plain_head(space: SearchSpace, choices: Mapping[str, Any], hidden_size: int, num_labels: int) -> nn.Sequential:
+    """A freshly initialised plain head of ``choices``: the structure ``SuperHead.freeze`` returns,
+    with PyTorch's default initialisation for its own sizes (what retraining starts from)."""
+    choices = space.validate(choices)
+    modules, in_features = [], hidden_size
+    for i in range(choices["depth"]):
+        a = layer_args(choices, i)
+        modules.append(HiddenLayer(nn.Linear(in_features, a["width"]), create_norm(a["norm"], a["width"]),
+                                   create_activation(a["activation"]), a["dropout"], a["residual"]))
+        in_features = a["width"]
+    modules.append(nn.Linear(in_features, num_labels))
+    return nn.Sequential(*modules)
 
 
 def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):

@@ -163,6 +163,11 @@ NORMS: dict[str, type[nn.Module]] = {
 }
 
 
+def create_norm(name: str, features: int) -> nn.Module:
+    """A plain, freshly initialised norm of ``features`` (what a frozen super norm looks like)."""
+    return _registry_get(NORMS, "norm", name)(features).freeze(features)
+
+
 def fit_width(x: torch.Tensor, width: int) -> torch.Tensor:
     """Parameter-free shortcut to another width: truncate, or zero-pad (PyramidNet's shortcut),
     so a residual connection is defined for every pair of widths in the space."""

@@ -20,11 +20,14 @@ from typing import Any
 import torch
 
 from .arch import Architecture, atomic_write_text
+from .cli import add_data_arguments, data_config_from_args
 from .data import TRAIN, DataConfig, encode, load_splits
 from .encoder import encoder_id, load_encoder, load_tokenizer
 from .train import TrainConfig, dev_features, train_supernet
 
-STRATEGIES = ("evolution", "random")
+from strategies import ONE_SHOT, STRATEGIES
+from strategies.config import OneShotConfig
+
 RUN_CONFIG = "run_config.json"
 
 
@@ -54,7 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "then search it (every candidate inherits the supernet's weights).")
     g = p.add_argument_group("search")
     g.add_argument("--strategy", choices=STRATEGIES, default="evolution",
-                   help="evolution: NNI regularized evolution; random: NNI random search (same budget)")
+                   help="evolution / random: our SPOS supernet training, then NNI regularized evolution / random "
+                        "search over it (trials in the web UI); spos: NNI RandomOneShot training, then evolution; "
+                        "darts, gumbel_darts, proxyless: NNI's differentiable one-shot strategies, exporting the "
+                        "argmax architecture; enas: REINFORCE controller on NNI's one-shot engine (see README)")
     g.add_argument("--space", default="paper", help="search-space preset (see python -m supernet.space)")
     g.add_argument("--trials", type=int, default=64, help="candidates to evaluate")
     g.add_argument("--population", type=int, default=16, help="evolution population size")
@@ -69,18 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the web UI up this long after the last trial")
     g.add_argument("--no-webui", dest="webui", action="store_false",
                    help="run the strategy in-process (no NNI manager, no web UI): for CI and headless use")
-    d = p.add_argument_group("data")
-    d.add_argument("--task", default="mrpc", help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)")
-    d.add_argument("--glue-dir", default=None, help="folder with <TASK>/{train,dev}.tsv (default: $GLUE_DIR; "
-                                                    "else the Hugging Face Hub)")
-    d.add_argument("--train-file", default=None, help="your own CSV/TSV/JSONL training file")
-    d.add_argument("--dev-file", default=None, help="your own CSV/TSV/JSONL dev file")
-    d.add_argument("--text-columns", default="", help="comma-separated text column(s) of --train-file data")
-    d.add_argument("--label-column", default="label", help="label column of --train-file data")
-    d.add_argument("--num-labels", type=int, default=None, help="classes of --train-file data (1 = regression)")
-    d.add_argument("--max-length", type=int, default=128, help="tokens per example")
-    d.add_argument("--max-train-samples", type=int, default=None, help="use only the first N training rows")
-    d.add_argument("--max-eval-samples", type=int, default=None, help="use only the first N dev rows")
+    a = p.add_argument_group("one-shot architecture learning (darts, gumbel_darts, proxyless, enas)")
+    a.add_argument("--arch-lr", type=float, default=1e-2,
+                   help="Adam learning rate of the architecture parameters (alpha / ENAS controller)")
+    a.add_argument("--arch-fraction", type=float, default=0.2,
+                   help="share of the training rows held out for architecture steps")
+    add_data_arguments(p)
     m = p.add_argument_group("supernet training")
     m.add_argument("--model", default=None, help="encoder: local dir or hub id (default: packaged all-MiniLM-L6-v2)")
     m.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
@@ -106,10 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configs_from_args(args: argparse.Namespace):
     from strategies.evolution import SearchConfig
-    data = DataConfig(task=args.task, glue_dir=args.glue_dir, train_file=args.train_file, dev_file=args.dev_file,
-                      text_columns=tuple(c for c in args.text_columns.split(",") if c),
-                      label_column=args.label_column, num_labels=args.num_labels, max_length=args.max_length,
-                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
+    data = data_config_from_args(args)
     train = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
                         lr_encoder=args.lr_encoder, lr_head=args.lr_head, heads_per_step=args.heads_per_step,
                         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
@@ -120,11 +117,13 @@ def configs_from_args(args: argparse.Namespace):
                           linger=args.webui_linger)
     run = RunConfig(model=args.model, num_hidden_layers=args.num_hidden_layers, space=args.space,
                     calib_samples=args.calib_samples, random_baseline=args.random_baseline)
-    return run, data, train, search
+    oneshot = OneShotConfig(arch_lr=args.arch_lr, arch_fraction=args.arch_fraction)
+    return run, data, train, search, oneshot
 
 
-def _save_configs(run_dir: Path, run, data, train, search) -> None:
-    d = {"run": asdict(run), "data": asdict(data), "train": asdict(train), "search": asdict(search)}
+def _save_configs(run_dir: Path, run, data, train, search, oneshot) -> None:
+    d = {"run": asdict(run), "data": asdict(data), "train": asdict(train), "search": asdict(search),
+         "oneshot": asdict(oneshot)}
     d["data"].pop("cache_dir")
     atomic_write_text(run_dir / RUN_CONFIG, json.dumps(d, indent=2) + "\n")
 
@@ -138,7 +137,8 @@ def _load_configs(run_dir: Path, webui: bool, port: int, linger: float):
     tup = lambda x: tuple(x) if isinstance(x, list) else x
     search = {**d["search"], "webui": webui, "port": port, "linger": linger}  # display settings may change on resume
     return (RunConfig(**d["run"]), DataConfig(**{k: tup(v) for k, v in d["data"].items()}),
-            TrainConfig(**d["train"]), SearchConfig(**search))
+            TrainConfig(**d["train"]), SearchConfig(**search),
+            OneShotConfig(**{k: tup(v) for k, v in d.get("oneshot", {}).items()}))
 
 
 def prepare_run_dir(args, task: str) -> Path:
@@ -173,18 +173,21 @@ def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) ->
     return ranked
 
 
-def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str, path: Path) -> None:
+def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str, path: Path,
+                    xlabel: str = "trial") -> None:
+    """Score per trial (or, for one-shot strategies, of the current export per training step)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     scores = [t["score"] for t in trials]
+    xs = [t.get("step", i) for i, t in enumerate(trials, 1)]
     best = [max(scores[:i + 1]) for i in range(len(scores))]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.scatter(range(1, len(scores) + 1), scores, s=12, alpha=0.6, label="candidate")
-    ax.plot(range(1, len(best) + 1), best, color="C1", lw=2, label="best so far")
+    ax.scatter(xs, scores, s=12, alpha=0.6, label="candidate" if xlabel == "trial" else "exported architecture")
+    ax.plot(xs, best, color="C1", lw=2, label="best so far")
     if random_scores:
         ax.axhline(statistics.mean(random_scores), color="grey", ls="--", label="random subnet (mean)")
-    ax.set_xlabel("trial")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(f"dev {metric} (inherited weights)")
     ax.legend(loc="best")
     ax.grid(alpha=0.3)
@@ -193,8 +196,24 @@ def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str,
     plt.close(fig)
 
 
+def _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg, run_dir, resume):
+    if search_cfg.strategy in ONE_SHOT:
+        from strategies.oneshot_train import train_oneshot
+        return train_oneshot(search_cfg.strategy, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg,
+                             run_dir, resume)
+    return train_supernet(supernet, spec, train, dev, pad_id, train_cfg, run_dir, resume=resume)
+
+
+def _oneshot_trials(stats: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """The one-shot trajectory as trials: the export at each probe step, and the final export."""
+    trials = [{"step": t["step"], "choices": t["choices"], "score": t["metrics"][metric]}
+              for t in stats["trajectory"]]
+    if not trials or trials[-1]["choices"] != stats["exported"]:
+        trials.append({"step": stats["steps"], "choices": stats["exported"], "score": float("-inf")})
+    return trials
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from strategies.evolution import run_experiment
     from strategies.scoring import CandidateScorer, save_search_state
 
     from .model import HeadSupernet
@@ -202,11 +221,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.resume:
         run_dir = prepare_run_dir(args, "")
-        run_cfg, data_cfg, train_cfg, search_cfg = _load_configs(run_dir, args.webui, args.port, args.webui_linger)
+        run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg = _load_configs(
+            run_dir, args.webui, args.port, args.webui_linger)
     else:
-        run_cfg, data_cfg, train_cfg, search_cfg = configs_from_args(args)
+        run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg = configs_from_args(args)
         run_dir = prepare_run_dir(args, data_cfg.task)
-        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg)
+        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg)
     print(f"run directory: {run_dir}", flush=True)
     t0 = time.time()
     spec, splits = load_splits(data_cfg)
@@ -221,7 +241,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     pad_id = tokenizer.pad_token_id or 0
 
     t_train = time.time()
-    stats = train_supernet(supernet, spec, train, dev, pad_id, train_cfg, run_dir, resume=bool(args.resume))
+    stats = _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg, run_dir, bool(args.resume))
     train_seconds = time.time() - t_train
 
     t_feat = time.time()
@@ -233,23 +253,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     feature_seconds = time.time() - t_feat
 
     t_search = time.time()
-    trials = run_experiment(space.name, state_path, search_cfg, run_dir / "nni")
+    if search_cfg.multi_trial:
+        from strategies.evolution import run_experiment
+        trials = run_experiment(space.name, state_path, search_cfg, run_dir / "nni")
+        if not trials:
+            raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
+        top_k = search_cfg.top_k
+    else:  # DARTS-family / ENAS: the architecture was learned during training; export its argmax
+        trials, top_k = _oneshot_trials(stats, spec.main_metric), 1
     search_seconds = time.time() - t_search
-    if not trials:
-        raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
 
     scorer = CandidateScorer.from_file(state_path)
     meta = {"encoder": encoder_id(run_cfg.model), "task": spec.name}
-    top = export_top(trials, scorer, search_cfg.top_k, meta, run_dir)
+    top = export_top(trials[-1:] if not search_cfg.multi_trial else trials, scorer, top_k, meta, run_dir)
     rng = random.Random(search_cfg.seed + 1)
     random_scores = [scorer.score(space.sample(rng))[spec.main_metric] for _ in range(run_cfg.random_baseline)]
-    plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png")
+    shown = [t for t in trials if t["score"] > float("-inf")]
+    plot_trajectory(shown, random_scores, spec.main_metric, run_dir / "trajectory.png",
+                    "trial" if search_cfg.multi_trial else "training step (architecture exported at that step)")
 
     best = top[0].metrics[spec.main_metric]
     summary = {
-        "strategy": search_cfg.strategy, "task": spec.name, "space": space.name, "space_size": space.size(),
+        "strategy": search_cfg.strategy, "search": search_cfg.multi_trial or "one-shot export",
+        "task": spec.name, "space": space.name, "space_size": space.size(),
         "encoder": meta["encoder"], "num_hidden_layers": run_cfg.num_hidden_layers,
-        "metric": spec.main_metric, "trials": len(trials), "webui": search_cfg.webui,
+        "metric": spec.main_metric, "trials": len(trials) if search_cfg.multi_trial else 0,
+        "webui": search_cfg.webui and bool(search_cfg.multi_trial),
         "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
         "top_k": [dict(a.metrics) for a in top],
         "random_subnets": {"n": len(random_scores), "mean": statistics.mean(random_scores),
@@ -258,14 +287,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "supernet_steps": stats["steps"], "resumed_from_step": stats["resumed_from"],
         "seconds": {"supernet_training": train_seconds, "features": feature_seconds, "search": search_seconds,
                     "total": time.time() - t0},
-        "candidates_per_minute": 60 * len(trials) / max(search_seconds, 1e-9),
+        "candidates_per_minute": 60 * len(trials) / max(search_seconds, 1e-9) if search_cfg.multi_trial else None,
         "parameters": {"supernet": sum(p.numel() for p in supernet.parameters()),
                        "supernet_head": supernet.head_parameters(),
                        "best_subnet": sum(p.numel() for p in supernet.freeze(top[0].choices).parameters())},
     }
+    if not search_cfg.multi_trial:
+        summary["architecture_probabilities"] = stats["probabilities"]
+        summary["export_trajectory"] = [{"step": t["step"], "score": t["score"]} for t in shown]
     atomic_write_text(run_dir / "search_summary.json", json.dumps(summary, indent=2) + "\n")
+    what = f"after {len(trials)} trials" if search_cfg.multi_trial else f"({search_cfg.strategy} export)"
     print(f"best {spec.main_metric} {best:.4f} (random subnets: mean {summary['random_subnets']['mean']:.4f}, "
-          f"best {summary['random_subnets']['best']:.4f}) after {len(trials)} trials; "
+          f"best {summary['random_subnets']['best']:.4f}) {what}; "
           f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}")
     return summary
 

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from .arch import atomic_torch_save
 from .data import Encoded, batch_indices, pad_batch
 from .metrics import compute_metrics
-from .model import HeadSupernet
+from .model import HeadSupernet, SuperHead
 from .tasks import TaskSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -100,10 +100,9 @@ def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size:
 
 
 @torch.no_grad()
-def score_heads(supernet: HeadSupernet, spec: TaskSpec, features: Mapping[str, torch.Tensor],
+def score_heads(head: SuperHead, spec: TaskSpec, features: Mapping[str, torch.Tensor],
                 labels: np.ndarray, archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
     """Official metrics of several heads on precomputed features (supernet BN statistics as they are)."""
-    head = supernet.head
     was_training = head.training
     head.eval()
     device = next(head.parameters()).device
@@ -201,7 +200,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % cfg.eval_every == 0 or step == total:
             feats = dev_features(supernet, dev, pad_id, device=str(device))
-            for i, scores in enumerate(score_heads(supernet, spec, feats, dev.labels, probes)):
+            for i, scores in enumerate(score_heads(supernet.head, spec, feats, dev.labels, probes)):
                 for name, value in scores.items():
                     writer.add_scalar(f"probe{i}/{name}", value, step)
         if step % cfg.checkpoint_every == 0 or step == total:

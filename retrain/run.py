@@ -1,0 +1,155 @@
+"""Fine-tune plain models built from architecture records, per seed, and report official dev metrics.
+
+A retrained model is ``FrozenModel(encoder from_pretrained, pooling, plain_head(choices))``: no
+NNI at training or inference time. The encoder starts from its pretrained weights and the head
+from PyTorch's default initialisation, so a searched head and the linear baseline get exactly the
+same loop, budget and seeds.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm.auto import tqdm
+
+from supernet.arch import Architecture, atomic_torch_save
+from supernet.data import Encoded, batch_indices, pad_batch
+from supernet.metrics import compute_metrics
+from supernet.model import FrozenModel, plain_head
+from supernet.space import get_space
+from supernet.tasks import TaskSpec
+from supernet.train import loss_fn, make_optimizer
+
+# BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
+LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
+MODEL_FILE = "model.pt"
+
+
+@dataclass(frozen=True)
+class RetrainConfig:
+    """Fine-tuning budget shared by every head compared (validated; messages name the CLI flag)."""
+
+    seeds: tuple[int, ...] = (1, 2, 3)
+    epochs: float = 3.0
+    max_steps: int | None = None
+    batch_size: int = 32
+    lr_encoder: float = 5e-5
+    lr_head: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+    grad_clip: float = 1.0
+    device: str = "cpu"
+    precision: str = "fp32"
+
+    def __post_init__(self):
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+        if self.epochs <= 0 and not self.max_steps:
+            raise ValueError(f"--epochs must be > 0 (or give --max-steps), got {self.epochs}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
+        if self.batch_size < 2:
+            raise ValueError(f"--batch-size must be >= 2 (batch norm needs 2 rows), got {self.batch_size}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        for flag, lr in (("--lr-encoder", self.lr_encoder), ("--lr-head", self.lr_head)):
+            if not lr >= 0:
+                raise ValueError(f"{flag} must be >= 0, got {lr}")
+
+
+def linear_architecture(task: str, encoder: str) -> Architecture:
+    """The standard baseline as an architecture record of the ``paper`` space."""
+    return Architecture("paper", get_space("paper").canonical(LINEAR_CHOICES), encoder=encoder, task=task)
+
+
+def build_model(arch: Architecture, encoder: torch.nn.Module, num_labels: int) -> FrozenModel:
+    head = plain_head(arch.search_space, arch.choices, encoder.config.hidden_size, num_labels)
+    return FrozenModel(encoder, arch.choices["pool"], head)
+
+
+@torch.no_grad()
+def evaluate(model: FrozenModel, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
+             batch_size: int = 128) -> dict[str, float]:
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for index in batch_indices(data, batch_size, shuffle=False, bucket=False):
+        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items()}
+        outputs.append(model(**batch).float().cpu())
+    model.train(was_training)
+    return compute_metrics(spec.metrics, torch.cat(outputs).numpy(), data.labels)
+
+
+def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
+              cfg: RetrainConfig, seed: int, log_dir: Path, desc: str = "retrain") -> dict[str, Any]:
+    """Fine-tune encoder + head; dev metrics after every epoch (TensorBoard) and at the end."""
+    device = torch.device(cfg.device)
+    model.to(device).train()
+    per_epoch = max(1, len(train) // cfg.batch_size)  # the ragged last batch is dropped (batch norm)
+    total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
+    optimizer, scheduler = make_optimizer(model, cfg, total)
+    writer = SummaryWriter(str(log_dir))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    t0, history, batches = time.time(), [], []
+    for step in tqdm(range(total), desc=desc, unit="step", dynamic_ncols=True):
+        if step % per_epoch == 0:
+            full = [b for b in batch_indices(train, cfg.batch_size, shuffle=True, seed=seed * 7919 + step // per_epoch)
+                    if len(b) == cfg.batch_size]
+            batches = full or batch_indices(train, cfg.batch_size, shuffle=True, seed=seed)
+        batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % len(batches)], pad_id).items()}
+        with autocast:
+            loss = loss_fn(spec, model(**batch), batch["labels"])
+        if not torch.isfinite(loss):
+            writer.close()
+            raise FloatingPointError(f"loss is {loss.item()} at step {step} (seed {seed}); lower --lr-encoder/--lr-head")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        if (step + 1) % 10 == 0:
+            writer.add_scalar("train/loss", loss.item(), step + 1)
+        if (step + 1) % per_epoch == 0 or step + 1 == total:
+            scores = evaluate(model, dev, spec, pad_id, str(device))
+            history.append({"step": step + 1, **scores})
+            for name, value in scores.items():
+                writer.add_scalar(f"dev/{name}", value, step + 1)
+    writer.close()
+    return {"metrics": {k: v for k, v in history[-1].items() if k != "step"}, "history": history,
+            "steps": total, "seconds": time.time() - t0}
+
+
+def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and (sample) standard deviation of every metric over seeds."""
+    names = next(iter(per_seed.values())).keys()
+    out = {}
+    for name in names:
+        values = [m[name] for m in per_seed.values()]
+        out[name] = {"mean": statistics.mean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return out
+
+
+def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str) -> None:
+    atomic_torch_save({"architecture": arch.to_dict(), "num_labels": num_labels, "encoder_source": source,
+                       "encoder_config": model.encoder.config.to_dict(),
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+
+
+def load_model(path: str | Path) -> FrozenModel:
+    """One call from a saved ``model.pt`` to a ready plain model (eval mode; no NNI involved)."""
+    from transformers import AutoConfig, AutoModel
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    arch = Architecture.from_dict(state["architecture"])
+    config_dict = dict(state["encoder_config"])
+    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    encoder = AutoModel.from_config(config)
+    model = build_model(arch, encoder, state["num_labels"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()
+

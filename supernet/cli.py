@@ -1,0 +1,29 @@
+"""Command-line pieces shared by ``python -m supernet.search`` and ``python -m retrain``."""
+from __future__ import annotations
+
+import argparse
+
+from .data import DataConfig
+
+
+def add_data_arguments(p: argparse.ArgumentParser, task_default: str | None = "mrpc") -> None:
+    d = p.add_argument_group("data")
+    d.add_argument("--task", default=task_default,
+                   help="GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)")
+    d.add_argument("--glue-dir", default=None, help="folder with <TASK>/{train,dev}.tsv (default: $GLUE_DIR; "
+                                                    "else the Hugging Face Hub)")
+    d.add_argument("--train-file", default=None, help="your own CSV/TSV/JSONL training file")
+    d.add_argument("--dev-file", default=None, help="your own CSV/TSV/JSONL dev file")
+    d.add_argument("--text-columns", default="", help="comma-separated text column(s) of --train-file data")
+    d.add_argument("--label-column", default="label", help="label column of --train-file data")
+    d.add_argument("--num-labels", type=int, default=None, help="classes of --train-file data (1 = regression)")
+    d.add_argument("--max-length", type=int, default=128, help="tokens per example")
+    d.add_argument("--max-train-samples", type=int, default=None, help="use only the first N training rows")
+    d.add_argument("--max-eval-samples", type=int, default=None, help="use only the first N dev rows")
+
+
+def data_config_from_args(args: argparse.Namespace, task: str | None = None) -> DataConfig:
+    return DataConfig(task=task or args.task, glue_dir=args.glue_dir, train_file=args.train_file,
+                      dev_file=args.dev_file, text_columns=tuple(c for c in args.text_columns.split(",") if c),
+                      label_column=args.label_column, num_labels=args.num_labels, max_length=args.max_length,
+                      max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)

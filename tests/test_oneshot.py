@@ -1,0 +1,212 @@
+"""One-shot strategies: the head's mixing policies (exactness, gradients) and every strategy end to end."""
+import json
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from strategies import ONE_SHOT
+from strategies.oneshot import OneShotHead, head_hook
+from supernet.arch import Architecture
+from supernet.model import SuperHead
+from supernet.space import get_space
+
+SPACE = get_space("tiny")
+HIDDEN = 12
+
+
+def _pooled(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {p: torch.randn(batch, HIDDEN, generator=g) for p in SPACE.pool}
+
+
+def _peaked_alphas(arch: dict, peak: float = 60.0) -> dict[str, nn.Parameter]:
+    return {k: nn.Parameter(peak * F.one_hot(torch.tensor(v.index(arch[k])), len(v)).float())
+            for k, v in SPACE.labels().items()}
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_softmax_mixture_at_one_hot_alphas_is_the_chosen_head(seed):
+    """Mixing widths by zero padding is exact: at (numerically) one-hot alphas the DARTS forward
+    equals the plain supernet head of that architecture, for every depth, width, norm and shortcut."""
+    head = SuperHead(SPACE, HIDDEN, 3)
+    arch = SPACE.sample(random.Random(seed))
+    mixed = OneShotHead(head, "softmax", _peaked_alphas(arch)).eval()
+    pooled = _pooled(seed=seed)
+    expected = head.eval()(pooled[arch["pool"]], arch)
+    torch.testing.assert_close(mixed(pooled), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_softmax_mixture_is_a_weighted_sum_at_uniform_alphas():
+    head = SuperHead(SPACE, HIDDEN, 2).eval()
+    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
+    mixed = OneShotHead(head, "softmax", alphas).eval()
+    pooled = _pooled()
+    # depth and pool are the outermost mixtures: at depth 0 only pool mixes into the classifier
+    depth0 = sum(head.classifier(pooled[p], 2) for p in SPACE.pool) / len(SPACE.pool)
+    out = mixed(pooled)
+    assert out.shape == (6, 2)
+    assert not torch.allclose(out, depth0)  # deeper layers contribute
+    mixed.train()  # dropout candidates differ only in training mode
+    (mixed(pooled) * torch.randn(6, 2)).sum().backward()
+    assert all(a.grad is not None and a.grad.abs().sum() > 0 for a in alphas.values())
+
+
+def test_binary_gate_gradient_is_proxylessnas_estimator():
+    """y = candidate(sampled); dL/dalpha_i = sum_j <dL/dy, o_j> p_j (delta_ij - p_i) (ProxylessNAS eq. 4)."""
+    head = SuperHead(SPACE, HIDDEN, 2)
+    torch.manual_seed(3)
+    alphas = {k: nn.Parameter(torch.randn(len(v))) for k, v in SPACE.labels().items()}
+    gate = OneShotHead(head, "binary_gate", alphas)
+    gate.resample({})
+    outputs = {p: torch.randn(4, 5) for p in SPACE.pool}
+    w = torch.randn(4, 5)
+    y = gate.mix("pool", lambda p: outputs[p])
+    chosen = SPACE.pool[gate._gates["pool"]]
+    torch.testing.assert_close(y, outputs[chosen])
+    (y * w).sum().backward()
+    p = F.softmax(alphas["pool"].detach(), -1)
+    dg = torch.stack([(w * outputs[v]).sum() for v in SPACE.pool])  # dL/dg_j
+    expected = torch.stack([sum(dg[j] * p[j] * (float(i == j) - p[i]) for j in range(len(p))) for i in range(len(p))])
+    torch.testing.assert_close(alphas["pool"].grad, expected)
+
+
+def test_binary_gate_forward_is_the_sampled_head_and_trains_only_its_weights():
+    head = SuperHead(SPACE, HIDDEN, 2)
+    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
+    gate = OneShotHead(head, "binary_gate", alphas).eval()
+    for seed in range(6):
+        torch.manual_seed(seed)
+        gate.resample({})
+        arch = {k: SPACE.labels()[k][i] for k, i in gate._gates.items()}
+        pooled = _pooled(seed=seed)
+        torch.testing.assert_close(gate(pooled), head.eval()(pooled[arch["pool"]], arch), rtol=1e-5, atol=1e-5)
+        if arch["depth"] == 0:
+            head.zero_grad(set_to_none=True)
+            gate(pooled).sum().backward()
+            assert all(p.grad is None or not p.grad.any() for p in head.layers.parameters())
+            assert head.classifier.linear.weight.grad.abs().sum() > 0
+            assert alphas["depth"].grad.abs().sum() > 0
+
+
+def test_sample_policy_follows_resample_and_memo():
+    head = SuperHead(SPACE, HIDDEN, 2).eval()
+    shot = OneShotHead(head, "sample").eval()
+    with pytest.raises(RuntimeError, match="before resample"):
+        shot(_pooled())
+    new = shot.resample({"pool": "mean", "depth": 2})
+    assert "pool" not in new and "depth" not in new and set(new) | {"pool", "depth"} == set(SPACE.labels())
+    arch = shot.export({})
+    assert arch["pool"] == "mean" and arch["depth"] == 2 and SPACE.validate(arch)
+    pooled = _pooled()
+    torch.testing.assert_close(shot(pooled), head(pooled["mean"], arch))
+
+
+def test_hook_wraps_only_the_super_head_and_shares_its_parameters():
+    head = SuperHead(SPACE, HIDDEN, 2)
+    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
+    hook = head_hook("softmax")
+    wrapped = hook(head, "head", dict(alphas), {"softmax": nn.Softmax(-1)})
+    assert isinstance(wrapped, OneShotHead) and wrapped.origin is head
+    assert hook(wrapped, "head", dict(alphas), {}) is None  # never re-wrapped
+    assert hook(nn.Linear(2, 2), "x", {}, {}) is None
+    shared = {id(p) for p in head.parameters()}
+    own = [p for n, p in wrapped.named_parameters() if not n.startswith("_arch_alpha")]
+    assert {id(p) for p in own} == shared
+    assert set(wrapped.arch_parameters()) == set(alphas.values())
+
+
+def test_export_is_the_argmax_and_probabilities_sum_to_one():
+    head = SuperHead(SPACE, HIDDEN, 2)
+    arch = SPACE.sample(random.Random(5))
+    shot = OneShotHead(head, "softmax", _peaked_alphas(arch, peak=2.0))
+    assert shot.export({}) == arch
+    probs = shot.export_probs({})
+    assert set(probs) == set(SPACE.labels())
+    assert all(abs(sum(d.values()) - 1) < 1e-6 for d in probs.values())
+    assert all(max(d, key=d.get) == arch[k] for k, d in probs.items())
+
+
+def test_enas_controller_learns_the_rewarded_choice():
+    from strategies.oneshot import Controller
+    torch.manual_seed(0)
+    ctrl = Controller(SPACE.labels(), entropy_weight=1e-4, baseline_decay=0.9)
+    opt = torch.optim.Adam(ctrl.parameters(), lr=0.05, betas=(0.0, 0.999))
+    for _ in range(150):
+        sample, log_prob, entropy = ctrl.draw()
+        reward = float(sample["pool"] == "mean") + 0.5 * float(sample["depth"] == 2)
+        opt.zero_grad()
+        ctrl.loss(log_prob, entropy, reward).backward()
+        opt.step()
+    probs = ctrl.probabilities()
+    assert probs["pool"]["mean"] > 0.9 and probs["depth"][2] > 0.8
+    assert ctrl.argmax()["pool"] == "mean" and ctrl.argmax()["depth"] == 2
+    assert 0.5 < float(ctrl.baseline) <= 1.5
+
+
+def test_policy_needs_alphas():
+    with pytest.raises(ValueError, match="one alpha per label"):
+        OneShotHead(SuperHead(SPACE, HIDDEN, 2), "softmax", {})
+    with pytest.raises(ValueError, match="unknown one-shot policy"):
+        OneShotHead(SuperHead(SPACE, HIDDEN, 2), "bogus")
+
+
+# ------------------------------------------------------------------------------ end to end
+
+SMALL = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "96",
+         "--max-eval-samples", "64", "--max-steps", "4", "--batch-size", "16", "--calib-samples", "32",
+         "--random-baseline", "8", "--eval-every", "2", "--checkpoint-every", "2", "--no-webui"]
+
+
+def _search(run_dir, *extra, glue_dir):
+    from supernet.search import main
+    return main([*SMALL, "--glue-dir", str(glue_dir), "--output-dir", str(run_dir), *extra])
+
+
+@pytest.mark.parametrize("strategy", ONE_SHOT)
+def test_one_shot_strategy_end_to_end(tmp_path, glue_dir, strategy):
+    run = tmp_path / "run"
+    extra = ["--trials", "6", "--population", "3", "--sample-size", "2"] if strategy == "spos" else []
+    if strategy == "enas":  # a regression reward (-MSE) differs between heads from the first step
+        extra = ["--task", "stsb"]
+    assert _search(run, "--strategy", strategy, "--arch-lr", "0.01", *extra, glue_dir=glue_dir) == 0
+    summary = json.loads((run / "search_summary.json").read_text())
+    top = Architecture.load(run / "arch_top1.json")
+    assert top.space == "tiny" and get_space("tiny").validate(top.choices) == dict(top.choices)
+    assert summary["strategy"] == strategy and summary["best_choices"] == dict(top.choices)
+    assert summary["best"] == dict(top.metrics) and summary["supernet_steps"] == 4
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "trajectory.png").stat().st_size > 1000
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+    if strategy == "spos":
+        assert summary["trials"] == 6 and summary["search"] == "evolution"
+        return
+    # the architecture distribution was trained: it moved away from uniform
+    probs = summary["architecture_probabilities"]
+    assert set(probs) == set(get_space("tiny").labels())
+    assert max(abs(p - 1 / len(d)) for d in probs.values() for p in d.values()) > 1e-4
+    assert [t["step"] for t in summary["export_trajectory"]] == [2, 4]
+
+
+def test_one_shot_resume_continues_from_the_last_checkpoint(tmp_path, glue_dir, monkeypatch):
+    from strategies import oneshot_train
+
+    real_end = oneshot_train.ProbeCallback.on_train_batch_end
+
+    def end_then_die(self, trainer, *args):
+        real_end(self, trainer, *args)
+        if self.batches == 3:  # after the batch-2 checkpoint
+            raise KeyboardInterrupt
+    monkeypatch.setattr(oneshot_train.ProbeCallback, "on_train_batch_end", end_then_die)
+    run = tmp_path / "run"
+    with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C into exit(1)
+        _search(run, "--strategy", "darts", glue_dir=glue_dir)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / "search_summary.json").exists()
+    monkeypatch.setattr(oneshot_train.ProbeCallback, "on_train_batch_end", real_end)
+    from supernet.search import main
+    assert main(["--resume", str(run), "--no-webui"]) == 0
+    summary = json.loads((run / "search_summary.json").read_text())
+    assert summary["resumed_from_step"] == 2 and summary["supernet_steps"] == 4
+    assert [t["step"] for t in summary["export_trajectory"]] == [2, 4]

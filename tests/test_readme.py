@@ -1,0 +1,47 @@
+"""The README's main command, run as a user runs it (slow: a full supernet epoch on MRPC + 48 trials)."""
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from conftest import GLUE_DIR, ROOT
+from supernet.arch import Architecture
+from supernet.space import get_space
+
+
+def _readme_search_command() -> list[str]:
+    first_block = re.search(r"```bash\n(.*?)```", (ROOT / "README.md").read_text(), re.S).group(1)
+    line = first_block.splitlines()[0]
+    assert "python -m supernet.search" in line, "the README's first line must run the main job"
+    return shlex.split(line.split("python -m supernet.search", 1)[1])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_readme_main_command(tmp_path, glue_dir):
+    args = _readme_search_command()
+    run = tmp_path / "run"
+    env = {**os.environ, "GLUE_DIR": str(GLUE_DIR)}
+    proc = subprocess.run([sys.executable, "-m", "supernet.search", *args, "--output-dir", str(run),
+                           "--port", str(_free_port())], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "NNI web UI: http://127.0.0.1:" in proc.stdout
+    summary = json.loads((run / "search_summary.json").read_text())
+    trials = int(args[args.index("--trials") + 1])
+    assert summary["trials"] == trials and summary["webui"] is True
+    space = get_space(summary["space"])
+    for i in range(1, 4):
+        arch = Architecture.load(run / f"arch_top{i}.json")
+        assert space.validate(arch.choices) == dict(arch.choices)
+    assert summary["best"][summary["metric"]] >= summary["random_subnets"]["mean"]

@@ -1,0 +1,110 @@
+"""Retrain: plain heads from records, the linear baseline, the CLI end to end on real MRPC slices."""
+import json
+import random
+
+import pytest
+import torch
+from torch import nn
+
+from retrain.cli import main as retrain_main
+from retrain.run import build_model, evaluate, linear_architecture, load_model, summarize
+from supernet.arch import Architecture
+from supernet.model import SuperHead, plain_head
+from supernet.space import get_space
+
+SLICE = ["--num-hidden-layers", "2", "--max-train-samples", "64", "--max-eval-samples", "48",
+         "--max-steps", "3", "--batch-size", "16"]
+
+
+@pytest.mark.parametrize("preset", ["paper", "tiny"])
+def test_plain_head_has_the_frozen_structure(preset):
+    space = get_space(preset)
+    for seed in range(25):
+        arch = space.sample(random.Random(seed))
+        fresh, frozen = plain_head(space, arch, 24, 3), SuperHead(space, 24, 3).freeze(arch)
+        assert {k: v.shape for k, v in fresh.state_dict().items()} == {k: v.shape for k, v in frozen.state_dict().items()}
+        assert repr(fresh) == repr(frozen)
+
+
+def test_linear_baseline_is_one_linear_layer_on_the_pooler(tiny_encoder):
+    arch = linear_architecture("mrpc", "all-MiniLM-L6-v2")
+    model = build_model(arch, tiny_encoder, 2)
+    assert model.pooling.name == "pooler"
+    assert len(model.head) == 1 and isinstance(model.head[0], nn.Linear)
+    assert (model.head[0].in_features, model.head[0].out_features) == (32, 2)
+
+
+def test_summarize_is_mean_and_sample_std():
+    s = summarize({1: {"f1": 0.5}, 2: {"f1": 0.7}, 3: {"f1": 0.9}})
+    assert s["f1"]["mean"] == pytest.approx(0.7) and s["f1"]["std"] == pytest.approx(0.2)
+
+
+@pytest.fixture()
+def tiny_arch(tmp_path):
+    space = get_space("tiny")
+    choices = space.canonical({**space.sample(random.Random(3)), "depth": 1, "norm_0": "batchnorm"})
+    return Architecture("tiny", choices, encoder="all-MiniLM-L6-v2", task="mrpc").save(tmp_path / "arch.json")
+
+
+def test_retrain_with_linear_baseline_end_to_end(tmp_path, glue_dir, tiny_arch):
+    out = tmp_path / "out"
+    assert retrain_main([str(tiny_arch), "--baseline", "linear", "--seeds", "1,2", "--glue-dir", str(glue_dir),
+                         "--output-dir", str(out), *SLICE]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert list(results["heads"]) == ["arch", "linear"] and results["task"] == "mrpc"
+    table = (out / "results.md").read_text()
+    for name, head in results["heads"].items():
+        per_seed = {int(s): json.loads((out / name / f"seed_{s}" / "result.json").read_text())["metrics"]
+                    for s in (1, 2)}
+        assert head["summary"] == summarize(per_seed)  # the table's numbers are the runs' numbers
+        assert f"{head['summary']['f1']['mean']:.4f} ± {head['summary']['f1']['std']:.4f}" in table
+        assert list((out / name / "seed_1" / "tensorboard").glob("events.out.tfevents.*"))
+    assert results["heads"]["linear"]["head_parameters"] == 384 * 2 + 2
+
+    # the saved model is the best seed's, loadable in one call, and scores what that seed scored
+    from supernet.data import encode, load_splits, DataConfig
+    from supernet.encoder import load_tokenizer
+    model = load_model(out / "arch" / "model.pt")
+    assert not any("nni" in type(m).__module__ for m in model.modules())
+    spec, splits = load_splits(DataConfig(task="mrpc", glue_dir=str(glue_dir), max_eval_samples=48))
+    tok = load_tokenizer(None)
+    scores = evaluate(model, encode(splits["validation"], tok, 128), spec, tok.pad_token_id, "cpu")
+    best_seed = max(results["heads"]["arch"]["seeds"].values(), key=lambda r: r["metrics"]["f1"])
+    assert scores == pytest.approx(best_seed["metrics"], abs=1e-6)
+
+
+def test_retrain_resume_keeps_finished_seeds_and_refuses_to_overwrite(tmp_path, glue_dir, tiny_arch, capsys):
+    out = tmp_path / "out"
+    args = [str(tiny_arch), "--seeds", "1", "--glue-dir", str(glue_dir), "--output-dir", str(out), *SLICE]
+    assert retrain_main(args) == 0
+    done = out / "arch" / "seed_1" / "result.json"
+    before = done.read_text(), done.stat().st_mtime_ns
+    assert retrain_main(args) == 2
+    assert "already holds results" in capsys.readouterr().err
+    assert (done.read_text(), done.stat().st_mtime_ns) == before  # nothing touched
+    args[2] = "1,2"
+    assert retrain_main([*args, "--resume"]) == 0
+    assert (done.read_text(), done.stat().st_mtime_ns) == before  # seed 1 kept, seed 2 added
+    assert set(json.loads((out / "results.json").read_text())["heads"]["arch"]["seeds"]) == {"1", "2"}
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--task", "sst2"], "was searched for task 'mrpc', not --task 'sst2'"),
+    (["--model", "bert-base-uncased"], "was searched on encoder 'all-MiniLM-L6-v2'"),
+    (["--seeds", "1,x"], "--seeds must be comma-separated integers"),
+    (["--seeds", "1,1"], "--seeds must be distinct"),
+    (["--batch-size", "1"], "--batch-size must be >= 2"),
+])
+def test_retrain_refuses_mismatches_in_one_line(tmp_path, glue_dir, tiny_arch, capsys, extra, message):
+    out = tmp_path / "out"
+    assert retrain_main([str(tiny_arch), "--glue-dir", str(glue_dir), "--output-dir", str(out), *SLICE, *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_retrain_refuses_a_foreign_json(tmp_path, capsys):
+    foreign = tmp_path / "foreign.json"
+    foreign.write_text(json.dumps({"model": "resnet", "lr": 0.1}))
+    assert retrain_main([str(foreign)]) == 2
+    assert "unknown field 'model'" in capsys.readouterr().err
