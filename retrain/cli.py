@@ -2,26 +2,19 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-from transformers import AutoConfig
-
-from supernet.arch import Architecture, atomic_write_text
+from supernet.arch import Architecture
 from supernet.cli import add_data_arguments, data_config_from_args
 from supernet.data import TRAIN, encode, load_splits
-from supernet.encoder import encoder_id, load_encoder, load_tokenizer, resolve_model
-from supernet.model import plain_head
+from supernet.encoder import encoder_id, load_tokenizer
 
-from .run import MODEL_FILE, RetrainConfig, build_model, fine_tune, linear_architecture, save_model, summarize
+from .run import RetrainConfig, linear_architecture, markdown_table, retrain_heads
 
-RESULTS = "results.json"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,58 +85,31 @@ def prepare_output(args, task: str) -> Path:
     return out
 
 
-def markdown_table(results: dict[str, Any], metrics: tuple[str, ...]) -> str:
-    lines = ["| head | " + " | ".join(f"dev {m}" for m in metrics) + " | head params | seconds/seed |",
-             "|---|" + "---|" * (len(metrics) + 2)]
-    for name, r in results["heads"].items():
-        cells = [f"{r['summary'][m]['mean']:.4f} ± {r['summary'][m]['std']:.4f}" for m in metrics]
-        seconds = sum(s["seconds"] for s in r["seeds"].values()) / len(r["seeds"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['head_parameters']:,} | {seconds:.0f} |")
-    return "\n".join(lines) + "\n"
-
-
-def run(args) -> dict[str, Any]:
-    cfg = RetrainConfig(seeds=_seeds(args.seeds), epochs=args.epochs, max_steps=args.max_steps,
-                        batch_size=args.batch_size, lr_encoder=args.lr_encoder, lr_head=args.lr_head,
-                        device=args.device, precision=args.precision)
-    task, heads = resolve_heads(args)
-    data_cfg = data_config_from_args(args, task)
+def prepare_data(data_cfg, model: str | None):
+    """(task spec, encoded train split, encoded dev split, pad id) for ``data_cfg``."""
     spec, splits = load_splits(data_cfg)
-    out = prepare_output(args, spec.name)
-    print(f"output directory: {out}", flush=True)
-    tokenizer = load_tokenizer(args.model)
+    tokenizer = load_tokenizer(model)
     train = encode(splits[TRAIN], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     dev_split = spec.dev_splits[0] if data_cfg.train_file is None else "validation"
     dev = encode(splits[dev_split], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
-    pad_id = tokenizer.pad_token_id or 0
-    hidden = AutoConfig.from_pretrained(resolve_model(args.model)).hidden_size
-    results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": encoder_id(args.model),
-                               "num_hidden_layers": args.num_hidden_layers, "config": asdict(cfg), "heads": {}}
-    for name, arch in heads:
-        per_seed, best = {}, None
-        for seed in cfg.seeds:
-            seed_dir = out / name / f"seed_{seed}"
-            done = seed_dir / "result.json"
-            if done.is_file():  # --resume: a finished seed is kept
-                per_seed[seed] = json.loads(done.read_text())
-                continue
-            torch.manual_seed(seed)  # the head's initial weights
-            model = build_model(arch, load_encoder(args.model, args.num_hidden_layers), spec.num_labels)
-            r = fine_tune(model, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}")
-            per_seed[seed] = r
-            atomic_write_text(done, json.dumps(r, indent=2) + "\n")
-            if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
-                best = r["metrics"][spec.main_metric]
-                save_model(out / name / MODEL_FILE, model, arch, spec.num_labels, resolve_model(args.model))
-        head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
-                          .parameters())
-        results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
-                                  "seeds": {str(s): r for s, r in per_seed.items()},
-                                  "summary": summarize({s: r["metrics"] for s, r in per_seed.items()})}
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
-    table = markdown_table(results, spec.metrics)
-    atomic_write_text(out / "results.md", f"# {spec.name}: dev metrics over seeds {list(cfg.seeds)}\n\n" + table)
-    print(table, end="")
+    return spec, train, dev, tokenizer.pad_token_id or 0
+
+
+def fine_tune_config(args) -> RetrainConfig:
+    return RetrainConfig(seeds=_seeds(args.seeds), epochs=args.epochs, max_steps=args.max_steps,
+                         batch_size=args.batch_size, lr_encoder=args.lr_encoder, lr_head=args.lr_head,
+                         device=args.device, precision=args.precision)
+
+
+def run(args) -> dict[str, Any]:
+    cfg = fine_tune_config(args)
+    task, heads = resolve_heads(args)
+    data_cfg = data_config_from_args(args, task)
+    spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
+    out = prepare_output(args, spec.name)
+    print(f"output directory: {out}", flush=True)
+    results = retrain_heads(heads, spec, train, dev, pad_id, cfg, out, args.model, args.num_hidden_layers)
+    print(markdown_table(results, spec.metrics), end="")
     return results
 
 

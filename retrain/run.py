@@ -7,19 +7,22 @@ same loop, budget and seeds.
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
+from transformers import AutoConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from supernet.arch import Architecture, atomic_torch_save
+from supernet.arch import Architecture, atomic_torch_save, atomic_write_text
 from supernet.data import Encoded, batch_indices, pad_batch
+from supernet.encoder import encoder_id, load_encoder, resolve_model
 from supernet.metrics import compute_metrics
 from supernet.model import FrozenModel, plain_head
 from supernet.space import get_space
@@ -29,6 +32,7 @@ from supernet.train import loss_fn, make_optimizer
 # BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
 LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
 MODEL_FILE = "model.pt"
+RESULTS = "results.json"
 
 
 @dataclass(frozen=True)
@@ -86,43 +90,66 @@ def evaluate(model: FrozenModel, data: Encoded, spec: TaskSpec, pad_id: int, dev
     return compute_metrics(spec.metrics, torch.cat(outputs).numpy(), data.labels)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    return max(1, n // batch_size)  # the ragged last batch is dropped (batch norm needs full batches)
+
+
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
-              cfg: RetrainConfig, seed: int, log_dir: Path, desc: str = "retrain") -> dict[str, Any]:
-    """Fine-tune encoder + head; dev metrics after every epoch (TensorBoard) and at the end."""
+              cfg: RetrainConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
+              eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
+              ) -> dict[str, Any]:
+    """Fine-tune encoder + head; dev metrics every ``eval_every`` steps (default: each epoch) and
+    at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to stop early
+    (Hyperband's pruning)."""
     device = torch.device(cfg.device)
     model.to(device).train()
-    per_epoch = max(1, len(train) // cfg.batch_size)  # the ragged last batch is dropped (batch norm)
+    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
+    eval_every = eval_every or per_epoch
     optimizer, scheduler = make_optimizer(model, cfg, total)
-    writer = SummaryWriter(str(log_dir))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    t0, history, batches = time.time(), [], []
-    for step in tqdm(range(total), desc=desc, unit="step", dynamic_ncols=True):
-        if step % per_epoch == 0:
-            full = [b for b in batch_indices(train, cfg.batch_size, shuffle=True, seed=seed * 7919 + step // per_epoch)
-                    if len(b) == cfg.batch_size]
-            batches = full or batch_indices(train, cfg.batch_size, shuffle=True, seed=seed)
-        batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % len(batches)], pad_id).items()}
-        with autocast:
-            loss = loss_fn(spec, model(**batch), batch["labels"])
-        if not torch.isfinite(loss):
+    writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
+    t0, history = time.time(), []
+    try:
+        for step in tqdm(range(total), desc=desc, unit="step", dynamic_ncols=True):
+            if step % per_epoch == 0:
+                batches = _epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
+            batch = pad_batch(train, batches[step % len(batches)], pad_id)
+            loss = _train_step(model, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
+            if writer and (step + 1) % 10 == 0:
+                writer.add_scalar("train/loss", loss, step + 1)
+            if (step + 1) % eval_every == 0 or step + 1 == total:
+                scores = evaluate(model, dev, spec, pad_id, cfg.device)
+                history.append({"step": step + 1, **scores})
+                if writer:
+                    for name, value in scores.items():
+                        writer.add_scalar(f"dev/{name}", value, step + 1)
+                if on_eval:
+                    on_eval(step + 1, scores)
+    finally:
+        if writer:
             writer.close()
-            raise FloatingPointError(f"loss is {loss.item()} at step {step} (seed {seed}); lower --lr-encoder/--lr-head")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        if (step + 1) % 10 == 0:
-            writer.add_scalar("train/loss", loss.item(), step + 1)
-        if (step + 1) % per_epoch == 0 or step + 1 == total:
-            scores = evaluate(model, dev, spec, pad_id, str(device))
-            history.append({"step": step + 1, **scores})
-            for name, value in scores.items():
-                writer.add_scalar(f"dev/{name}", value, step + 1)
-    writer.close()
     return {"metrics": {k: v for k, v in history[-1].items() if k != "step"}, "history": history,
             "steps": total, "seconds": time.time() - t0}
+
+
+def _epoch_batches(train: Encoded, batch_size: int, seed: int, epoch: int) -> list:
+    batches = batch_indices(train, batch_size, shuffle=True, seed=seed * 7919 + epoch)
+    return [b for b in batches if len(b) == batch_size] or batches
+
+
+def _train_step(model, spec, batch, cfg, where: str, optimizer, scheduler) -> float:
+    device = torch.device(cfg.device)
+    batch = {k: v.to(device) for k, v in batch.items()}
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        loss = loss_fn(spec, model(**batch), batch["labels"])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at {where}; lower --lr-encoder/--lr-head")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -153,3 +180,48 @@ def load_model(path: str | Path) -> FrozenModel:
     model.load_state_dict(state["state_dict"])
     return model.eval()
 
+
+
+def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
+                  cfg: RetrainConfig, out: Path, model: str | None, num_hidden_layers: int | None) -> dict[str, Any]:
+    """Fine-tune every head for every seed (same loop and budget); finished seeds in ``out`` are kept.
+    Writes per seed ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``,
+    and ``results.json`` / ``results.md`` in ``out``."""
+    hidden = AutoConfig.from_pretrained(resolve_model(model)).hidden_size
+    results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": encoder_id(model),
+                               "num_hidden_layers": num_hidden_layers, "config": asdict(cfg), "heads": {}}
+    for name, arch in heads:
+        per_seed, best = {}, None
+        for seed in cfg.seeds:
+            seed_dir = out / name / f"seed_{seed}"
+            done = seed_dir / "result.json"
+            if done.is_file():  # a finished seed is kept (resume)
+                per_seed[seed] = json.loads(done.read_text())
+                continue
+            torch.manual_seed(seed)  # the head's initial weights
+            net = build_model(arch, load_encoder(model, num_hidden_layers), spec.num_labels)
+            r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}")
+            per_seed[seed] = r
+            atomic_write_text(done, json.dumps(r, indent=2) + "\n")
+            if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
+                best = r["metrics"][spec.main_metric]
+                save_model(out / name / MODEL_FILE, net, arch, spec.num_labels, resolve_model(model))
+        head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
+                          .parameters())
+        results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
+                                  "seeds": {str(s): r for s, r in per_seed.items()},
+                                  "summary": summarize({s: r["metrics"] for s, r in per_seed.items()})}
+    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "results.md", f"# {spec.name}: dev metrics over seeds {list(cfg.seeds)}\n\n"
+                      + markdown_table(results, spec.metrics))
+    return results
+
+
+def markdown_table(results: dict[str, Any], metrics: tuple[str, ...]) -> str:
+    lines = ["| head | " + " | ".join(f"dev {m}" for m in metrics) + " | head params | seconds/seed |",
+             "|---|" + "---|" * (len(metrics) + 2)]
+    for name, r in results["heads"].items():
+        cells = [f"{r['summary'][m]['mean']:.4f} ± {r['summary'][m]['std']:.4f}" for m in metrics]
+        seconds = sum(s["seconds"] for s in r["seeds"].values()) / len(r["seeds"])
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['head_parameters']:,} | {seconds:.0f} |")
+    return "\n".join(lines) + "\n"
