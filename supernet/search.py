@@ -89,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", type=int, default=32)
     m.add_argument("--lr-encoder", type=float, default=5e-5)
     m.add_argument("--lr-head", type=float, default=1e-3)
-    m.add_argument("--heads-per-step", type=int, default=4, help="sampled heads trained per encoder forward")
+    m.add_argument("--heads-per-step", type=int, default=4,
+                   help="sampled heads trained per encoder forward (evolution and random)")
     m.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     m.add_argument("--eval-every", type=int, default=50, help="steps between probe-subnet dev scores")
     m.add_argument("--calib-samples", type=int, default=512, help="training rows for batch-norm recalibration")
@@ -161,7 +162,8 @@ def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) ->
     """Top-k distinct architectures by score, re-scored for every metric, written as arch_top<i>.json."""
     ranked, seen = [], set()
     for t in sorted(trials, key=lambda t: -t["score"]):
-        arch = Architecture(scorer.space.name, t["choices"], **meta)
+        # canonical: labels of layers deeper than `depth` take their first value, so the file shows the model
+        arch = Architecture(scorer.space.name, scorer.space.canonical(t["choices"]), **meta)
         if arch.key() not in seen:
             seen.add(arch.key())
             ranked.append(arch.with_metrics(**scorer.score(arch.choices)))
