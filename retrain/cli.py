@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from supernet.arch import Architecture
-from supernet.cli import add_data_arguments, data_config_from_args
+from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from supernet.data import TRAIN, encode, load_splits
 from supernet.encoder import encoder_id, load_tokenizer
 
@@ -27,22 +25,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=("none", "linear"), default="none",
                    help="also retrain the standard linear head on the pooler's [CLS] vector")
     add_data_arguments(p, task_default=None)
-    t = p.add_argument_group("fine-tuning (the same for every head)")
-    t.add_argument("--model", default=None, help="encoder (default: the one the architecture was searched on)")
-    t.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
-    t.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
-    t.add_argument("--epochs", type=float, default=3.0)
-    t.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr-encoder", type=float, default=5e-5)
-    t.add_argument("--lr-head", type=float, default=1e-3)
-    t.add_argument("--device", default="cpu")
-    t.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    add_fine_tune_arguments(p.add_argument_group("fine-tuning (the same for every head)"),
+                            "encoder (default: the one the architecture was searched on)")
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="default: logs/retrain-<task>-<time>")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     o.add_argument("--resume", action="store_true", help="keep the seeds already finished in --output-dir")
     return p
+
+
+def add_fine_tune_arguments(g, model_help: str) -> None:
+    g.add_argument("--model", default=None, help=model_help)
+    g.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
+    g.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
+    g.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs")
+    g.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr-encoder", type=float, default=5e-5)
+    g.add_argument("--lr-head", type=float, default=1e-3)
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -74,17 +76,6 @@ def resolve_heads(args) -> tuple[str, list[tuple[str, Architecture]]]:
     return task, heads
 
 
-def prepare_output(args, task: str) -> Path:
-    out = Path(args.output_dir or f"logs/retrain-{task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        if not args.overwrite:
-            raise FileExistsError(f"{out} already holds results; --resume keeps its finished seeds, "
-                                  "--overwrite replaces it, or pick another --output-dir")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def prepare_data(data_cfg, model: str | None):
     """(task spec, encoded train split, encoded dev split, pad id) for ``data_cfg``."""
     spec, splits = load_splits(data_cfg)
@@ -106,7 +97,8 @@ def run(args) -> dict[str, Any]:
     task, heads = resolve_heads(args)
     data_cfg = data_config_from_args(args, task)
     spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
-    out = prepare_output(args, spec.name)
+    out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+                           args.overwrite, "results", "--resume keeps its finished seeds", keep=args.resume)
     print(f"output directory: {out}", flush=True)
     results = retrain_heads(heads, spec, train, dev, pad_id, cfg, out, args.model, args.num_hidden_layers)
     print(markdown_table(results, spec.metrics), end="")
@@ -114,10 +106,4 @@ def run(args) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(build_parser(), run, argv)

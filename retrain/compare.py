@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from supernet.arch import Architecture, atomic_write_text
-from supernet.cli import add_data_arguments, data_config_from_args
+from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from supernet.encoder import encoder_id, load_encoder
 from supernet.space import get_space
 
-from .cli import _seeds, fine_tune_config, prepare_data
+from .cli import _seeds, add_fine_tune_arguments, fine_tune_config, prepare_data
 from .run import linear_architecture, retrain_heads
 
 HEADS = ("linear", "weight_sharing", "bo_hyperband")
@@ -33,17 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m retrain.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_arguments(p)
-    m = p.add_argument_group("encoder and fine-tuning (shared by every retrain and every BO-HB trial)")
-    m.add_argument("--model", default=None, help="encoder (default: packaged all-MiniLM-L6-v2)")
-    m.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
-    m.add_argument("--seeds", default="1,2,3")
-    m.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs (a full BO-HB trial too)")
-    m.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    m.add_argument("--batch-size", type=int, default=32)
-    m.add_argument("--lr-encoder", type=float, default=5e-5)
-    m.add_argument("--lr-head", type=float, default=1e-3)
-    m.add_argument("--device", default="cpu")
-    m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    add_fine_tune_arguments(
+        p.add_argument_group("encoder and fine-tuning (shared by every retrain and every BO-HB trial)"),
+        "encoder (default: packaged all-MiniLM-L6-v2)")
     s = p.add_argument_group("searches")
     s.add_argument("--space", default="paper", help="search-space preset, for both searches")
     s.add_argument("--search-trials", type=int, default=48, help="evolution trials over the supernet")
@@ -147,15 +138,9 @@ def plot(cmp: dict[str, Any], path: Path) -> None:
 def run(args) -> dict[str, Any]:
     ft_cfg = fine_tune_config(args)
     get_space(args.space)
-    out = Path(args.output_dir or f"logs/compare-{args.task}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if out.exists() and any(out.iterdir()) and not args.resume:
-        if not args.overwrite:
-            raise FileExistsError(f"{out} already holds a comparison; --resume continues it, --overwrite "
-                                  "replaces it, or pick another --output-dir")
-        shutil.rmtree(out)
-    data_cfg = data_config_from_args(args)
-    spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
-    out.mkdir(parents=True, exist_ok=True)
+    spec, train, dev, pad_id = prepare_data(data_config_from_args(args), args.model)  # bad data: fail first
+    out = claim_output_dir(Path(args.output_dir or f"logs/compare-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+                           args.overwrite, "a comparison", "--resume continues it", keep=args.resume)
     print(f"output directory: {out}", flush=True)
     ws_arch, ws_cost = weight_sharing_search(args, out / "weight_sharing")
     bo_arch, bo_cost = bo_hyperband_search(args, spec, train, dev, pad_id, out / "bo_hyperband")
@@ -173,13 +158,7 @@ def run(args) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

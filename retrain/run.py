@@ -27,7 +27,7 @@ from supernet.metrics import compute_metrics
 from supernet.model import FrozenModel, plain_head
 from supernet.space import get_space
 from supernet.tasks import TaskSpec
-from supernet.train import loss_fn, make_optimizer
+from supernet.train import FineTuneConfig, loss_fn, make_optimizer
 
 # BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
 LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
@@ -36,35 +36,16 @@ RESULTS = "results.json"
 
 
 @dataclass(frozen=True)
-class RetrainConfig:
-    """Fine-tuning budget shared by every head compared (validated; messages name the CLI flag)."""
+class RetrainConfig(FineTuneConfig):
+    """Fine-tuning budget shared by every head compared, and the seeds."""
 
-    seeds: tuple[int, ...] = (1, 2, 3)
     epochs: float = 3.0
-    max_steps: int | None = None
-    batch_size: int = 32
-    lr_encoder: float = 5e-5
-    lr_head: float = 1e-3
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.06
-    grad_clip: float = 1.0
-    device: str = "cpu"
-    precision: str = "fp32"
+    seeds: tuple[int, ...] = (1, 2, 3)
 
     def __post_init__(self):
+        super().__post_init__()
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
-        if self.epochs <= 0 and not self.max_steps:
-            raise ValueError(f"--epochs must be > 0 (or give --max-steps), got {self.epochs}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.batch_size < 2:
-            raise ValueError(f"--batch-size must be >= 2 (batch norm needs 2 rows), got {self.batch_size}")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
-        for flag, lr in (("--lr-encoder", self.lr_encoder), ("--lr-head", self.lr_head)):
-            if not lr >= 0:
-                raise ValueError(f"{flag} must be >= 0, got {lr}")
 
 
 def linear_architecture(task: str, encoder: str) -> Architecture:

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Callable
 
 from .data import DataConfig
 
@@ -27,3 +31,30 @@ def data_config_from_args(args: argparse.Namespace, task: str | None = None) -> 
                       dev_file=args.dev_file, text_columns=tuple(c for c in args.text_columns.split(",") if c),
                       label_column=args.label_column, num_labels=args.num_labels, max_length=args.max_length,
                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
+
+
+# what a user's input can cause: printed as one line "error: ...", exit status 2
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError)
+
+
+def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace], Any],
+            argv: list[str] | None = None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def claim_output_dir(out: Path, overwrite: bool, holds: str, resume_hint: str, keep: bool = False) -> Path:
+    """Create ``out``. One that already holds ``holds`` is refused (nothing touched) unless
+    ``overwrite`` replaces it or ``keep`` (resume) writes into it."""
+    if out.exists() and any(out.iterdir()) and not keep:
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds {holds}; {resume_hint}, --overwrite replaces it, "
+                                  "or pick another --output-dir")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -20,7 +19,7 @@ from typing import Any
 import torch
 
 from .arch import Architecture, atomic_write_text
-from .cli import add_data_arguments, data_config_from_args
+from .cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from .data import TRAIN, DataConfig, encode, load_splits
 from .encoder import encoder_id, load_encoder, load_tokenizer
 from .train import TrainConfig, dev_features, train_supernet
@@ -149,13 +148,7 @@ def prepare_run_dir(args, task: str) -> Path:
             raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
         return run_dir
     run_dir = Path(args.output_dir or f"logs/{task}-{args.strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
-    if run_dir.exists() and any(run_dir.iterdir()):
-        if not args.overwrite:
-            raise FileExistsError(f"{run_dir} already holds a run; use --resume {run_dir} to continue it, "
-                                  "--overwrite to replace it, or another --output-dir")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
+    return claim_output_dir(run_dir, args.overwrite, "a run", f"--resume {run_dir} continues it")
 
 
 def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) -> list[Architecture]:
@@ -306,13 +299,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return run_cli(build_parser(), run, argv)
 
 
 if __name__ == "__main__":

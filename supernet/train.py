@@ -28,8 +28,8 @@ CHECKPOINT = "checkpoint.pt"
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Supernet fine-tuning knobs (validated; the messages name the CLI flag)."""
+class FineTuneConfig:
+    """Knobs of any encoder + head fine-tune (validated; the messages name the CLI flag)."""
 
     epochs: float = 1.0
     max_steps: int | None = None
@@ -38,12 +38,7 @@ class TrainConfig:
     lr_head: float = 1e-3
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
-    heads_per_step: int = 4
     grad_clip: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 100
-    eval_every: int = 50
-    num_probes: int = 3
     precision: str = "fp32"
     device: str = "cpu"
 
@@ -54,13 +49,27 @@ class TrainConfig:
             raise ValueError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.batch_size < 2:
             raise ValueError(f"--batch-size must be >= 2 (batch norm needs 2 rows), got {self.batch_size}")
-        if self.heads_per_step < 1:
-            raise ValueError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"--precision must be fp32 or bf16, got {self.precision!r}")
         for flag, lr in (("--lr-encoder", self.lr_encoder), ("--lr-head", self.lr_head)):
             if not lr >= 0:
                 raise ValueError(f"{flag} must be >= 0, got {lr}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(FineTuneConfig):
+    """Supernet fine-tuning: the shared knobs plus SPOS sampling, checkpoints and probes."""
+
+    heads_per_step: int = 4
+    seed: int = 0
+    checkpoint_every: int = 100
+    eval_every: int = 50
+    num_probes: int = 3
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.heads_per_step < 1:
+            raise ValueError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
 
 
 def loss_fn(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
