@@ -122,12 +122,12 @@ def plot(cmp: dict[str, Any], path: Path) -> None:
     stds = [cmp["rows"][n]["std"] for n in names]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     bars = ax.bar(names, means, yerr=stds, capsize=6, color=["#999999", "C0", "C1"])
-    for bar, n in zip(bars, names):
+    low = max(0.0, min(m - s for m, s in zip(means, stds)) - 0.05)
+    ax.set_ylim(low, max(m + s for m, s in zip(means, stds)) + 0.02)
+    for bar, n in zip(bars, names):  # search cost written inside each bar, above the axis floor
         cost = cmp["rows"][n]["search"]["seconds"]
-        ax.annotate(f"search {cost:.0f} s" if cost else "no search", (bar.get_x() + bar.get_width() / 2, 0),
-                    xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", color="white", fontsize=9)
-    low = min(m - s for m, s in zip(means, stds))
-    ax.set_ylim(max(0.0, low - 0.05), max(m + s for m, s in zip(means, stds)) + 0.02)
+        ax.annotate(f"search {cost:.0f} s" if cost else "no search", (bar.get_x() + bar.get_width() / 2, low),
+                    xytext=(0, 6), textcoords="offset points", ha="center", va="bottom", color="white", fontsize=9)
     ax.set_ylabel(f"dev {cmp['metric']} after retraining (mean ± std)")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
