@@ -27,7 +27,7 @@ from supernet.metrics import compute_metrics
 from supernet.model import FrozenModel, plain_head
 from supernet.space import get_space
 from supernet.tasks import TaskSpec
-from supernet.train import FineTuneConfig, loss_fn, make_optimizer
+from supernet.train import FineTuneConfig, epoch_batches, loss_fn, make_optimizer, steps_per_epoch
 
 # BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
 LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
@@ -71,10 +71,6 @@ def evaluate(model: FrozenModel, data: Encoded, spec: TaskSpec, pad_id: int, dev
     return compute_metrics(spec.metrics, torch.cat(outputs).numpy(), data.labels)
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    return max(1, n // batch_size)  # the ragged last batch is dropped (batch norm needs full batches)
-
-
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
               cfg: RetrainConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
               eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
@@ -93,7 +89,7 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     try:
         for step in tqdm(range(total), desc=desc, unit="step", dynamic_ncols=True):
             if step % per_epoch == 0:
-                batches = _epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
+                batches = epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
             batch = pad_batch(train, batches[step % len(batches)], pad_id)
             loss = _train_step(model, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
             if writer and (step + 1) % 10 == 0:
@@ -111,11 +107,6 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
             writer.close()
     return {"metrics": {k: v for k, v in history[-1].items() if k != "step"}, "history": history,
             "steps": total, "seconds": time.time() - t0}
-
-
-def _epoch_batches(train: Encoded, batch_size: int, seed: int, epoch: int) -> list:
-    batches = batch_indices(train, batch_size, shuffle=True, seed=seed * 7919 + epoch)
-    return [b for b in batches if len(b) == batch_size] or batches
 
 
 def _train_step(model, spec, batch, cfg, where: str, optimizer, scheduler) -> float:
@@ -151,7 +142,7 @@ def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: i
 
 def load_model(path: str | Path) -> FrozenModel:
     """One call from a saved ``model.pt`` to a ready plain model (eval mode; no NNI involved)."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoModel
     state = torch.load(path, map_location="cpu", weights_only=False)
     arch = Architecture.from_dict(state["architecture"])
     config_dict = dict(state["encoder_config"])
@@ -160,7 +151,6 @@ def load_model(path: str | Path) -> FrozenModel:
     model = build_model(arch, encoder, state["num_labels"])
     model.load_state_dict(state["state_dict"])
     return model.eval()
-
 
 
 def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,

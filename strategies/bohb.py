@@ -62,7 +62,8 @@ def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, p
     """Run (or continue) the study; write ``trials.json`` and ``best_arch.json``; return the summary."""
     import optuna
 
-    from retrain.run import build_model, fine_tune, steps_per_epoch
+    from retrain.run import build_model, fine_tune
+    from supernet.train import steps_per_epoch
 
     out_dir.mkdir(parents=True, exist_ok=True)
     per_epoch = steps_per_epoch(len(train), fine_tune_cfg.batch_size)

@@ -22,7 +22,7 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Tr
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.model import HeadSupernet
 from supernet.tasks import TaskSpec
-from supernet.train import TrainConfig, dev_features, loss_fn, make_optimizer, score_heads
+from supernet.train import TrainConfig, dev_features, loss_fn, make_optimizer, probe_architectures, score_heads
 
 from .oneshot import OneShotConfig, OneShotHead, make_oneshot_strategy
 
@@ -169,7 +169,7 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     steps_per_batch = 2 if name in TWO_STEP else 1
     ckpt_dir = run_dir / CHECKPOINT_DIR
     last = ckpt_dir / LAST
-    probes = [supernet.space.sample(random.Random(10_000 + i)) for i in range(cfg.num_probes)]
+    probes = probe_architectures(supernet.space, cfg.num_probes)
     probe_cb = ProbeCallback(name, supernet, spec, dev, pad_id, total, cfg.eval_every, cfg.device, probes)
     # Lightning warns (with a code sample) that manual-optimisation checkpoints hold post-step weights:
     # exactly what resuming needs

@@ -22,6 +22,7 @@ from .arch import atomic_torch_save
 from .data import Encoded, batch_indices, pad_batch
 from .metrics import compute_metrics
 from .model import HeadSupernet, SuperHead
+from .space import SearchSpace
 from .tasks import TaskSpec
 
 CHECKPOINT = "checkpoint.pt"
@@ -83,13 +84,19 @@ def arch_rng(seed: int, step: int) -> random.Random:
     return random.Random(seed * 1_000_003 + step)
 
 
-def _steps_per_epoch(n: int, batch_size: int) -> int:
+def steps_per_epoch(n: int, batch_size: int) -> int:
     return max(1, n // batch_size)  # the ragged last batch is dropped: batch norm needs >1 row
 
 
-def _epoch_batches(data: Encoded, cfg: TrainConfig, epoch: int) -> list[np.ndarray]:
-    batches = batch_indices(data, cfg.batch_size, shuffle=True, seed=cfg.seed * 7919 + epoch)
-    return [b for b in batches if len(b) == cfg.batch_size] or batches
+def epoch_batches(data: Encoded, batch_size: int, seed: int, epoch: int) -> list[np.ndarray]:
+    """The full batches of one epoch (a ragged last batch is dropped), shuffled by (seed, epoch)."""
+    batches = batch_indices(data, batch_size, shuffle=True, seed=seed * 7919 + epoch)
+    return [b for b in batches if len(b) == batch_size] or batches
+
+
+def probe_architectures(space: SearchSpace, n: int) -> list[dict[str, Any]]:
+    """Fixed subnets whose dev score is logged during supernet training (the same in every run)."""
+    return [space.sample(random.Random(10_000 + i)) for i in range(n)]
 
 
 @torch.no_grad()
@@ -161,7 +168,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
     device = torch.device(cfg.device)
     supernet.to(device).train()
-    per_epoch = _steps_per_epoch(len(train), cfg.batch_size)
+    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
     optimizer, scheduler = make_optimizer(supernet, cfg, total)
     start = 0
@@ -175,7 +182,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
         start = state["step"]
     else:
         torch.manual_seed(cfg.seed)
-    probes = [supernet.space.sample(random.Random(10_000 + i)) for i in range(cfg.num_probes)]
+    probes = probe_architectures(supernet.space, cfg.num_probes)
     writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     bar = tqdm(total=total, initial=start, desc="supernet", unit="step", dynamic_ncols=True)
@@ -183,7 +190,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     while step < total:
         if step // per_epoch != epoch:
             epoch = step // per_epoch
-            batches = _epoch_batches(train, cfg, epoch)
+            batches = epoch_batches(train, cfg.batch_size, cfg.seed, epoch)
         batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % per_epoch], pad_id).items()}
         rng = arch_rng(cfg.seed, step)
         archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
