@@ -103,7 +103,6 @@ def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, p
 
 
 def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -> dict[str, Any]:
-    import optuna
     trials = []
     for t in study.trials:
         if not t.state.is_finished() or "steps" not in t.user_attrs:
@@ -112,7 +111,7 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
                        "choices": space.canonical(dict(t.params)), "metrics": t.user_attrs["scores"],
                        "epochs": t.user_attrs["steps"] / per_epoch, "seconds": t.user_attrs["seconds"],
                        "cpu_seconds": t.user_attrs["cpu_seconds"]})
-    complete = [t for t in trials if t["state"] == optuna.trial.TrialState.COMPLETE.name.lower()]
+    complete = [t for t in trials if t["state"] == "complete"]
     if not complete:
         raise RuntimeError(f"no BO-HB trial finished its budget; see {out_dir}")
     best = max(complete, key=lambda t: t["metrics"][spec.main_metric])

@@ -199,13 +199,9 @@ def _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cf
     return train_supernet(supernet, spec, train, dev, pad_id, train_cfg, run_dir, resume=resume)
 
 
-def _oneshot_trials(stats: dict[str, Any], metric: str) -> list[dict[str, Any]]:
-    """The one-shot trajectory as trials: the export at each probe step, and the final export."""
-    trials = [{"step": t["step"], "choices": t["choices"], "score": t["metrics"][metric]}
-              for t in stats["trajectory"]]
-    if not trials or trials[-1]["choices"] != stats["exported"]:
-        trials.append({"step": stats["steps"], "choices": stats["exported"], "score": float("-inf")})
-    return trials
+def _oneshot_trajectory(stats: dict[str, Any], metric: str) -> list[dict[str, Any]]:
+    """The one-shot export at each probe step, as trials for the trajectory plot."""
+    return [{"step": t["step"], "choices": t["choices"], "score": t["metrics"][metric]} for t in stats["trajectory"]]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -253,18 +249,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         trials = run_experiment(space.name, state_path, search_cfg, run_dir / "nni")
         if not trials:
             raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
-        top_k = search_cfg.top_k
+        candidates, top_k = trials, search_cfg.top_k
     else:  # DARTS-family / ENAS: the architecture was learned during training; export its argmax
-        trials, top_k = _oneshot_trials(stats, spec.main_metric), 1
+        trials = _oneshot_trajectory(stats, spec.main_metric)
+        candidates, top_k = [{"choices": stats["exported"], "score": 0.0}], 1
     search_seconds = time.time() - t_search
 
     scorer = CandidateScorer.from_file(state_path)
     meta = {"encoder": encoder_id(run_cfg.model), "task": spec.name}
-    top = export_top(trials[-1:] if not search_cfg.multi_trial else trials, scorer, top_k, meta, run_dir)
+    top = export_top(candidates, scorer, top_k, meta, run_dir)
     rng = random.Random(search_cfg.seed + 1)
     random_scores = [scorer.score(space.sample(rng))[spec.main_metric] for _ in range(run_cfg.random_baseline)]
-    shown = [t for t in trials if t["score"] > float("-inf")]
-    plot_trajectory(shown, random_scores, spec.main_metric, run_dir / "trajectory.png",
+    plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png",
                     "trial" if search_cfg.multi_trial else "training step (architecture exported at that step)")
 
     best = top[0].metrics[spec.main_metric]
@@ -289,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     if not search_cfg.multi_trial:
         summary["architecture_probabilities"] = stats["probabilities"]
-        summary["export_trajectory"] = [{"step": t["step"], "score": t["score"]} for t in shown]
+        summary["export_trajectory"] = [{"step": t["step"], "score": t["score"]} for t in trials]
     atomic_write_text(run_dir / "search_summary.json", json.dumps(summary, indent=2) + "\n")
     what = f"after {len(trials)} trials" if search_cfg.multi_trial else f"({search_cfg.strategy} export)"
     print(f"best {spec.main_metric} {best:.4f} (random subnets: mean {summary['random_subnets']['mean']:.4f}, "
