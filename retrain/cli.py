@@ -10,6 +10,7 @@ from supernet.arch import Architecture
 from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from supernet.data import TRAIN, encode, load_splits
 from supernet.encoder import encoder_id, load_tokenizer
+from supernet.tasks import TASKS
 
 from .run import RetrainConfig, linear_architecture, markdown_table, retrain_heads
 
@@ -30,7 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="default: logs/retrain-<task>-<time>")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
-    o.add_argument("--resume", action="store_true", help="keep the seeds already finished in --output-dir")
+    o.add_argument("--resume", action="store_true", help="continue in --output-dir: finished seeds are kept, an unfinished one continues "
+                                                            "from its last checkpoint")
     return p
 
 
@@ -43,6 +45,8 @@ def add_fine_tune_arguments(g, model_help: str) -> None:
     g.add_argument("--batch-size", type=int, default=32)
     g.add_argument("--lr-encoder", type=float, default=5e-5)
     g.add_argument("--lr-head", type=float, default=1e-3)
+    g.add_argument("--checkpoint-every", type=int, default=100,
+                   help="steps between checkpoints of an unfinished seed (--resume continues from the last)")
     g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
 
@@ -76,6 +80,14 @@ def resolve_heads(args) -> tuple[str, list[tuple[str, Architecture]]]:
     return task, heads
 
 
+def check_label_count(heads: list[tuple[str, Architecture]], spec) -> None:
+    """A head searched on a GLUE task is refused on data with another number of classes."""
+    for name, arch in heads:
+        if arch.task in TASKS and TASKS[arch.task].num_labels != spec.num_labels:
+            raise ValueError(f"{name} was searched for {arch.task} ({TASKS[arch.task].num_labels} labels) but the "
+                             f"data has {spec.num_labels}; check --num-labels or search again on this data")
+
+
 def prepare_data(data_cfg, model: str | None):
     """(task spec, encoded train split, encoded dev split, pad id) for ``data_cfg``."""
     spec, splits = load_splits(data_cfg)
@@ -89,7 +101,7 @@ def prepare_data(data_cfg, model: str | None):
 def fine_tune_config(args) -> RetrainConfig:
     return RetrainConfig(seeds=_seeds(args.seeds), epochs=args.epochs, max_steps=args.max_steps,
                          batch_size=args.batch_size, lr_encoder=args.lr_encoder, lr_head=args.lr_head,
-                         device=args.device, precision=args.precision)
+                         device=args.device, precision=args.precision, checkpoint_every=args.checkpoint_every)
 
 
 def run(args) -> dict[str, Any]:
@@ -97,6 +109,7 @@ def run(args) -> dict[str, Any]:
     task, heads = resolve_heads(args)
     data_cfg = data_config_from_args(args, task)
     spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
+    check_label_count(heads, spec)
     out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                            args.overwrite, "results", "--resume keeps its finished seeds", keep=args.resume)
     print(f"output directory: {out}", flush=True)

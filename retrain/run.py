@@ -27,11 +27,13 @@ from supernet.metrics import compute_metrics
 from supernet.model import FrozenModel, plain_head
 from supernet.space import get_space
 from supernet.tasks import TaskSpec
-from supernet.train import FineTuneConfig, epoch_batches, loss_fn, make_optimizer, steps_per_epoch
+from supernet.train import (FineTuneConfig, epoch_batches, load_checkpoint, loss_fn, make_optimizer, save_checkpoint,
+                            steps_per_epoch)
 
 # BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
 LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
 MODEL_FILE = "model.pt"
+CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 
 
@@ -41,9 +43,12 @@ class RetrainConfig(FineTuneConfig):
 
     epochs: float = 3.0
     seeds: tuple[int, ...] = (1, 2, 3)
+    checkpoint_every: int = 100
 
     def __post_init__(self):
         super().__post_init__()
+        if self.checkpoint_every < 1:
+            raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
 
@@ -73,22 +78,31 @@ def evaluate(model: FrozenModel, data: Encoded, spec: TaskSpec, pad_id: int, dev
 
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
               cfg: RetrainConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
-              eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None
-              ) -> dict[str, Any]:
+              eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
+              checkpoint: Path | None = None) -> dict[str, Any]:
     """Fine-tune encoder + head; dev metrics every ``eval_every`` steps (default: each epoch) and
     at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to stop early
-    (Hyperband's pruning)."""
+    (Hyperband's pruning). With ``checkpoint``, the state is saved there every
+    ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
     device = torch.device(cfg.device)
     model.to(device).train()
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
     eval_every = eval_every or per_epoch
     optimizer, scheduler = make_optimizer(model, cfg, total)
-    writer = SummaryWriter(str(log_dir)) if log_dir is not None else None
-    t0, history = time.time(), []
+    start, history, spent = 0, [], 0.0
+    if checkpoint is not None and checkpoint.is_file():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, history, spent = state["step"], state["extra"]["history"], state["extra"]["seconds"]
+    writer = SummaryWriter(str(log_dir), purge_step=start or None) if log_dir is not None else None
+    t0 = time.time() - spent
     try:
-        for step in tqdm(range(total), desc=desc, unit="step", dynamic_ncols=True):
-            if step % per_epoch == 0:
+        for step in tqdm(range(start, total), desc=desc, unit="step", dynamic_ncols=True, initial=start, total=total):
+            if step % per_epoch == 0 or step == start:
                 batches = epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
             batch = pad_batch(train, batches[step % len(batches)], pad_id)
             loss = _train_step(model, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
@@ -102,6 +116,9 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
                         writer.add_scalar(f"dev/{name}", value, step + 1)
                 if on_eval:
                     on_eval(step + 1, scores)
+            if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
+                save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1,
+                                {"history": history, "seconds": time.time() - t0})
     finally:
         if writer:
             writer.close()
@@ -143,7 +160,13 @@ def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: i
 def load_model(path: str | Path) -> FrozenModel:
     """One call from a saved ``model.pt`` to a ready plain model (eval mode; no NNI involved)."""
     from transformers import AutoModel
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "architecture" not in state:
+            raise ValueError("no architecture record")
+    except Exception as e:
+        raise ValueError(f"{path} is not a saved retrain model (corrupt or truncated: {type(e).__name__}); "
+                         "retrain again or use another model.pt") from None
     arch = Architecture.from_dict(state["architecture"])
     config_dict = dict(state["encoder_config"])
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
@@ -162,7 +185,7 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
     results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": encoder_id(model),
                                "num_hidden_layers": num_hidden_layers, "config": asdict(cfg), "heads": {}}
     for name, arch in heads:
-        per_seed, best = {}, None
+        per_seed = {}
         for seed in cfg.seeds:
             seed_dir = out / name / f"seed_{seed}"
             done = seed_dir / "result.json"
@@ -171,12 +194,16 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
                 continue
             torch.manual_seed(seed)  # the head's initial weights
             net = build_model(arch, load_encoder(model, num_hidden_layers), spec.num_labels)
-            r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}")
+            ckpt = seed_dir / CHECKPOINT  # an unfinished seed continues from here (resume)
+            r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
+                          checkpoint=ckpt)
+            best = max((p["metrics"][spec.main_metric] for p in per_seed.values()), default=None)
             per_seed[seed] = r
-            atomic_write_text(done, json.dumps(r, indent=2) + "\n")
+            # the model before the result: a kill in between reruns the seed instead of losing its model
             if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
-                best = r["metrics"][spec.main_metric]
                 save_model(out / name / MODEL_FILE, net, arch, spec.num_labels, resolve_model(model))
+            atomic_write_text(done, json.dumps(r, indent=2) + "\n")
+            ckpt.unlink(missing_ok=True)
         head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
                           .parameters())
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,

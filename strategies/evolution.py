@@ -4,10 +4,18 @@ With the web UI, NNI's manager runs every candidate as a trial (visible with its
 metric at http://127.0.0.1:<port>); without it (``--no-webui``), NNI's sequential engine runs the
 same strategy in-process. Either way a trial scores a candidate on cached encoder outputs with
 weights inherited from the supernet (``strategies.scoring``).
+
+Resumable after a kill: every trial appends its result to a ledger (``trials.jsonl``) and, after
+every finished trial, the strategy's state (population, random state, dedup set) is saved. NNI
+itself checkpoints only at start and stop, which a kill -9 never reaches. A resumed search loads
+that state, answers candidates already in the ledger from it, and runs only the remaining budget.
 """
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -15,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import nni
+import torch
 from torch import nn
 from nni.nas.nn.pytorch import ModelSpace
 
+from supernet.arch import atomic_torch_save, atomic_write_text
 from supernet.space import get_space
 
 from . import MULTI_TRIAL, STRATEGIES
@@ -51,10 +61,44 @@ class HeadChoices(ModelSpace):
         return self.create_fixed_module(sample, self.space_name)
 
 
-def evaluate_candidate(model: Candidate, state_path: str) -> None:
-    """The trial: score and report (NNI's 'default' is the task's main metric)."""
+LEDGER = "trials.jsonl"
+STRATEGY_STATE = "strategy_state.pt"
+EXPERIMENT_RECORD = "experiment.json"
+
+
+def read_ledger(path: Path) -> list[dict[str, Any]]:
+    """Finished trials in finish order, {'choices', 'metrics'}; a line cut short by a kill is dropped."""
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def _ledger_key(choices: dict[str, Any]) -> str:
+    return json.dumps(choices, sort_keys=True)
+
+
+def evaluate_candidate(model: Candidate, state_path: str, ledger: str) -> None:
+    """The trial: score (or, on resume, read the ledger) and report; 'default' is the main metric."""
     scorer = cached_scorer(state_path)
-    scores = scorer.score(model.choices)
+    key = _ledger_key(model.choices)
+    known = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(Path(ledger))}
+    scores = known.get(key)
+    if scores is None:
+        scores = scorer.score(model.choices)
+        line = json.dumps({"choices": model.choices, "metrics": scores}) + "\n"
+        # one O_APPEND write of a short line: concurrent trials never interleave their lines
+        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     nni.report_final_result({"default": scores[scorer.main_metric], **scores})
 
 
@@ -99,22 +143,105 @@ def check_port_free(port: int) -> None:
                              f"pick another with --port") from None
 
 
-def make_strategy(cfg: SearchConfig):
+class _Resumable:
+    """Saves the strategy's state after every finished trial, and starts from a saved one.
+
+    The callback is registered after the strategy's own, so the saved population already holds the
+    trial that just ended; in the sequential engine the random state is then exactly the one the
+    next candidate is drawn from, so a resumed in-process search proposes what the killed one would have.
+    """
+
+    def __init__(self, *args, state_file: Path, resume_from: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._state_file = state_file
+        self._resume_from = resume_from
+        self.trials_done = resume_from["trials_done"] if resume_from else 0
+
+    def _initialize(self, model_space, engine):
+        from nni.nas.execution import ModelEventType
+        model_space = super()._initialize(model_space, engine)
+        if self._resume_from:
+            self.load_state_dict(self._resume_from["strategy"])
+        engine.register_model_event_callback(ModelEventType.TrainingEnd, self._save_state)
+        return model_space
+
+    def _save_state(self, event) -> None:
+        self.trials_done += 1
+        atomic_torch_save({"strategy": self.state_dict(), "trials_done": self.trials_done}, self._state_file)
+
+    def _cleanup(self) -> None:
+        from nni.nas.execution import ModelEventType
+        self.engine.unregister_model_event_callback(ModelEventType.TrainingEnd, self._save_state)
+        super()._cleanup()
+
+
+def make_strategy(cfg: SearchConfig, state_file: Path, resume_from: dict | None = None):
     from nni.nas import strategy
     if cfg.multi_trial == "evolution":
-        return strategy.RegularizedEvolution(population_size=cfg.population, sample_size=cfg.sample_size,
-                                             mutation_prob=0.1, dedup=True, seed=cfg.seed)
+        cls = type("ResumableEvolution", (_Resumable, strategy.RegularizedEvolution), {})
+        return cls(population_size=cfg.population, sample_size=cfg.sample_size, mutation_prob=0.1, dedup=True,
+                   seed=cfg.seed, state_file=state_file, resume_from=resume_from)
     if cfg.multi_trial == "random":
-        return strategy.Random(dedup=True, seed=cfg.seed)
+        cls = type("ResumableRandom", (_Resumable, strategy.Random), {})
+        return cls(dedup=True, seed=cfg.seed, state_file=state_file, resume_from=resume_from)
     raise ValueError(f"--strategy {cfg.strategy} has no multi-trial search stage")
 
 
+def load_strategy_state(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise ValueError(f"search state {path} is corrupt ({type(e).__name__}); delete it to restart "
+                         "the search from the trials ledger") from None
+
+
+def stop_stale_manager(work_dir: Path, port: int) -> None:
+    """A killed run leaves its NNI manager (its own process group) serving the port: stop it on resume.
+    Only the manager of the experiment recorded in this run directory is touched."""
+    record = work_dir / EXPERIMENT_RECORD
+    if not record.is_file():
+        return
+    from nni.tools.nnictl.config_utils import Experiments
+    exp_id = json.loads(record.read_text())["id"]
+    info = Experiments().get_all_experiments().get(exp_id) or {}
+    pid = info.get("pid")
+    if not pid or info.get("port") != port:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    for _ in range(100):  # up to 10 s for the manager to release the port
+        try:
+            check_port_free(port)
+            return
+        except ValueError:
+            time.sleep(0.1)
+
+
 def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path) -> list[dict[str, Any]]:
-    """Run the search; return every trial as {'choices', 'metrics'} in submission order."""
+    """Run the search (or the rest of it); return every trial as {'choices', 'score', 'metrics'} in finish order."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    ledger = work_dir.parent / LEDGER
+    state_file = work_dir.parent / STRATEGY_STATE
+    resume_from = load_strategy_state(state_file)
+    remaining = cfg.trials - (resume_from["trials_done"] if resume_from else 0)
+    if remaining > 0:
+        _run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from), remaining)
+    metric = cached_scorer(str(state_path.resolve())).main_metric
+    return [{"choices": r["choices"], "score": r["metrics"][metric], "metrics": r["metrics"]}
+            for r in read_ledger(ledger)][:cfg.trials]
+
+
+def _run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, ledger: Path, strategy,
+             trials: int) -> None:
     from nni.nas.evaluator import FunctionalEvaluator
     from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
     if cfg.webui:
+        stop_stale_manager(work_dir, cfg.port)
         check_port_free(cfg.port)
         if cfg.concurrency > 1:
             # Seen here and reported as NNI issue #5726 (open): with concurrent local trials, a trial can
@@ -122,27 +249,25 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
             logging.getLogger(__name__).warning(
                 "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
                 "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
-    evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()))
+    evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()),
+                                    ledger=str(ledger.resolve()))
     exp_config = NasExperimentConfig("ts" if cfg.webui else "sequential", "simplified", "local" if cfg.webui else None)
-    exp_config.max_trial_number = cfg.trials
+    exp_config.max_trial_number = trials
     exp_config.trial_concurrency = cfg.concurrency if cfg.webui else 1
     exp_config.experiment_working_directory = str(work_dir.resolve())
     exp_config.experiment_name = f"{space}-{cfg.strategy}"
     if not cfg.webui:
-        exp_config.execution_engine.max_model_count = cfg.trials
-    exp = NasExperiment(HeadChoices(space), evaluator, make_strategy(cfg), exp_config)
+        exp_config.execution_engine.max_model_count = trials
+    exp = NasExperiment(HeadChoices(space), evaluator, strategy, exp_config)
+    atomic_write_text(work_dir / EXPERIMENT_RECORD, json.dumps({"id": exp.id, "port": cfg.port}) + "\n")
     logging.getLogger("nni").setLevel(logging.WARNING)
     if cfg.webui:
         print(f"NNI web UI: http://127.0.0.1:{cfg.port}  (experiment {exp.id}; reopen later with "
               f"`python -m supernet.view {work_dir.parent}`)", flush=True)
     try:
         exp.run(port=cfg.port)
-        # list_models(sort=False) keeps submission order; NNI keeps only the 'default' metric
-        trials = [{"choices": dict(m.sample), "score": float(m.metric)}
-                  for m in exp.strategy.list_models(sort=False) if m.metric is not None]
         if cfg.webui and cfg.linger > 0:
             print(f"search done; the web UI stays up for {cfg.linger:g} s", flush=True)
             time.sleep(cfg.linger)
-        return trials
     finally:
         exp.stop()

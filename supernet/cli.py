@@ -48,13 +48,21 @@ def run_cli(parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace],
     return 0
 
 
-def claim_output_dir(out: Path, overwrite: bool, holds: str, resume_hint: str, keep: bool = False) -> Path:
+def claim_output_dir(out: Path, overwrite: bool, holds: str, resume_hint: str, keep: bool = False,
+                     check_only: bool = False) -> Path:
     """Create ``out``. One that already holds ``holds`` is refused (nothing touched) unless
-    ``overwrite`` replaces it or ``keep`` (resume) writes into it."""
+    ``overwrite`` replaces it or ``keep`` (resume) writes into it. ``check_only`` refuses without
+    creating or deleting anything (call it before slow validation, claim after)."""
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--output-dir {out} is a file, not a directory; pick another --output-dir")
     if out.exists() and any(out.iterdir()) and not keep:
         if not overwrite:
             raise FileExistsError(f"{out} already holds {holds}; {resume_hint}, --overwrite replaces it, "
                                   "or pick another --output-dir")
+        if check_only:
+            return out
         shutil.rmtree(out)
+    if check_only:
+        return out
     out.mkdir(parents=True, exist_ok=True)
     return out

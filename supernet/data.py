@@ -181,7 +181,13 @@ def read_table(path: Path, spec: TaskSpec) -> TextSplit:
 
 
 def _infer_num_labels(path: Path, label_column: str) -> int:
-    values = {str(r.get(label_column)) for r in _read_records(path)}
+    records = _read_records(path)
+    if not records:
+        raise ValueError(f"{path} has no rows")
+    if label_column not in records[0]:
+        raise ValueError(f"{path} is missing columns [{label_column!r}]; its columns are {list(records[0])} "
+                         "(set --label-column)")
+    values = {str(r.get(label_column)) for r in records}
     try:
         numbers = {float(v) for v in values}
     except ValueError:

@@ -141,14 +141,15 @@ def _load_configs(run_dir: Path, webui: bool, port: int, linger: float):
             OneShotConfig(**{k: tup(v) for k, v in d.get("oneshot", {}).items()}))
 
 
-def prepare_run_dir(args, task: str) -> Path:
+def prepare_run_dir(args, task: str, check_only: bool = False) -> Path:
     if args.resume:
         run_dir = Path(args.resume)
         if not run_dir.is_dir():
             raise FileNotFoundError(f"--resume {run_dir}: no such run directory")
         return run_dir
     run_dir = Path(args.output_dir or f"logs/{task}-{args.strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
-    return claim_output_dir(run_dir, args.overwrite, "a run", f"--resume {run_dir} continues it")
+    return claim_output_dir(run_dir, args.overwrite, "a run", f"--resume {run_dir} continues it",
+                            check_only=check_only)
 
 
 def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) -> list[Architecture]:
@@ -216,16 +217,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             run_dir, args.webui, args.port, args.webui_linger)
     else:
         run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg = configs_from_args(args)
-        run_dir = prepare_run_dir(args, data_cfg.task)
-        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg)
-    print(f"run directory: {run_dir}", flush=True)
+        if args.output_dir:
+            prepare_run_dir(args, data_cfg.task, check_only=True)
     t0 = time.time()
+    if search_cfg.webui and search_cfg.multi_trial:
+        from strategies.evolution import check_port_free
+        check_port_free(search_cfg.port)  # now, not after an hour of supernet training
+    # data and encoder are checked before the run directory is claimed: a typo leaves nothing behind
     spec, splits = load_splits(data_cfg)
     dev_split = spec.dev_splits[0] if data_cfg.train_file is None else "validation"
     tokenizer = load_tokenizer(run_cfg.model)
+    encoder = load_encoder(run_cfg.model, run_cfg.num_hidden_layers)
+    if not args.resume:
+        run_dir = prepare_run_dir(args, data_cfg.task)
+        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg)
+    print(f"run directory: {run_dir}", flush=True)
     train = encode(splits[TRAIN], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     dev = encode(splits[dev_split], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
-    encoder = load_encoder(run_cfg.model, run_cfg.num_hidden_layers)
     space = get_space(run_cfg.space)
     torch.manual_seed(train_cfg.seed)  # the heads' initial weights
     supernet = HeadSupernet(encoder, space, spec.num_labels)

@@ -149,7 +149,14 @@ def make_optimizer(supernet: HeadSupernet, cfg: TrainConfig, total_steps: int):
     return optimizer, scheduler
 
 
+def all_finite(module: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in module.parameters())
+
+
 def save_checkpoint(path: Path, supernet, optimizer, scheduler, step: int, extra: dict) -> None:
+    if not all_finite(supernet):  # an overflowing step must not replace the last good checkpoint
+        raise FloatingPointError(f"weights became non-finite by step {step}; lower --lr-encoder/--lr-head. "
+                                 f"The last good checkpoint is kept in {path}")
     state = {"model": supernet.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "step": step, "torch_rng": torch.get_rng_state(), "extra": extra}
     atomic_torch_save(state, path)  # a kill during the save keeps the previous checkpoint
@@ -187,40 +194,43 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     bar = tqdm(total=total, initial=start, desc="supernet", unit="step", dynamic_ncols=True)
     epoch, batches, step, seen = -1, [], start, 0
-    while step < total:
-        if step // per_epoch != epoch:
-            epoch = step // per_epoch
-            batches = epoch_batches(train, cfg.batch_size, cfg.seed, epoch)
-        batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % per_epoch], pad_id).items()}
-        rng = arch_rng(cfg.seed, step)
-        archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
-        with autocast:
-            pooled = supernet.pooled_features(batch, tuple({a["pool"] for a in archs}))
-            loss = sum(loss_fn(spec, supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
-            loss = loss / len(archs)
-        if not torch.isfinite(loss):
-            writer.close()
-            raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
-                                     f"The last good checkpoint is kept in {ckpt_path}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        seen += len(batch["labels"])
-        bar.update(1)
-        if step % 10 == 0 or step == total:  # .item() syncs; not every step
-            writer.add_scalar("train/loss", loss.item(), step)
-            writer.add_scalar("train/lr_encoder", scheduler.get_last_lr()[0], step)
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % cfg.eval_every == 0 or step == total:
-            feats = dev_features(supernet, dev, pad_id, device=str(device))
-            for i, scores in enumerate(score_heads(supernet.head, spec, feats, dev.labels, probes)):
-                for name, value in scores.items():
-                    writer.add_scalar(f"probe{i}/{name}", value, step)
-        if step % cfg.checkpoint_every == 0 or step == total:
-            save_checkpoint(ckpt_path, supernet, optimizer, scheduler, step, {"train_config": asdict(cfg)})
-    bar.close()
-    writer.close()
+    try:  # the bar is closed first, so an error message starts on its own line
+        while step < total:
+            if step // per_epoch != epoch:
+                epoch = step // per_epoch
+                batches = epoch_batches(train, cfg.batch_size, cfg.seed, epoch)
+            batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % per_epoch], pad_id).items()}
+            rng = arch_rng(cfg.seed, step)
+            archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
+            with autocast:
+                # in sample order, not a set's: the graph's order fixes the float summation order of the
+                # encoder's gradients, and a set's order changes with each process's string hash seed
+                pooled = supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)))
+                loss = sum(loss_fn(spec, supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
+                loss = loss / len(archs)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
+                                         f"The last good checkpoint is kept in {ckpt_path}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            seen += len(batch["labels"])
+            bar.update(1)
+            if step % 10 == 0 or step == total:  # .item() syncs; not every step
+                writer.add_scalar("train/loss", loss.item(), step)
+                writer.add_scalar("train/lr_encoder", scheduler.get_last_lr()[0], step)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % cfg.eval_every == 0 or step == total:
+                feats = dev_features(supernet, dev, pad_id, device=str(device))
+                for i, scores in enumerate(score_heads(supernet.head, spec, feats, dev.labels, probes)):
+                    for name, value in scores.items():
+                        writer.add_scalar(f"probe{i}/{name}", value, step)
+            if step % cfg.checkpoint_every == 0 or step == total:
+                save_checkpoint(ckpt_path, supernet, optimizer, scheduler, step, {"train_config": asdict(cfg)})
+    finally:
+        bar.close()
+        writer.close()
     return {"steps": total, "resumed_from": start, "sequences": seen, "probes": probes}

@@ -34,6 +34,16 @@ def tiny_encoder():
     return tiny_encoder()
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A model directory as a user gives --model: a tiny random BERT with the packaged tokenizer."""
+    from supernet.encoder import load_tokenizer, tiny_encoder
+    d = tmp_path_factory.mktemp("tiny-bert")
+    tiny_encoder().save_pretrained(d)
+    load_tokenizer(None).save_pretrained(d)
+    return d
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     random.seed(0)
