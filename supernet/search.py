@@ -221,7 +221,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             prepare_run_dir(args, data_cfg.task, check_only=True)
     t0 = time.time()
     if search_cfg.webui and search_cfg.multi_trial:
-        from strategies.evolution import check_port_free
+        from strategies.evolution import check_port_free, stop_stale_manager
+        if args.resume:  # a killed run's NNI manager outlives it and holds the port
+            stop_stale_manager(run_dir / "nni", search_cfg.port)
         check_port_free(search_cfg.port)  # now, not after an hour of supernet training
     # data and encoder are checked before the run directory is claimed: a typo leaves nothing behind
     spec, splits = load_splits(data_cfg)

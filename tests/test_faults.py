@@ -112,3 +112,22 @@ def test_kill_during_retrain_then_resume(tiny_model_dir, tmp_path, glue_dir):
     ma = torch.load(straight / "linear" / "model.pt", weights_only=False)["state_dict"]
     mb = torch.load(killed / "linear" / "model.pt", weights_only=False)["state_dict"]
     assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+@pytest.mark.slow
+def test_kill_during_webui_search_then_resume(tiny_model_dir, tmp_path, glue_dir):
+    """The killed run's NNI manager survives it (own process group) and holds the port; --resume stops
+    that manager, serves the remaining trials in a new experiment, and the ledger ends complete."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run = tmp_path / "killed"
+    args = [a for a in SEARCH if a != "--no-webui"]
+    _kill_when(_cmd("supernet.search", *args, "--model", str(tiny_model_dir), "--glue-dir", str(glue_dir),
+                    "--max-steps", "10", "--trials", "10", "--port", str(port), "--output-dir", str(run)),
+               lambda: _ledger_lines(run) >= 3, "3 web-UI trials")
+    _run(_cmd("supernet.search", "--resume", str(run), "--port", str(port)))
+    rows = [json.loads(line) for line in (run / "trials.jsonl").read_text().splitlines()]
+    assert len(rows) == 10 and len({json.dumps(r["choices"], sort_keys=True) for r in rows}) == 10
+    assert json.loads((run / "search_summary.json").read_text())["trials"] == 10
