@@ -15,9 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
+import sys
+import threading
 import time
+from multiprocessing.connection import AuthenticationError, Listener
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,15 +87,14 @@ def _ledger_key(choices: dict[str, Any]) -> str:
     return json.dumps(choices, sort_keys=True)
 
 
-def evaluate_candidate(model: Candidate, state_path: str, ledger: str) -> None:
-    """The trial: score (or, on resume, read the ledger) and report; 'default' is the main metric."""
-    scorer = cached_scorer(state_path)
-    key = _ledger_key(model.choices)
-    known = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(Path(ledger))}
-    scores = known.get(key)
+def score_or_recall(scorer, choices: dict[str, Any], ledger: Path) -> dict[str, float]:
+    """The candidate's metrics: from the ledger if a run before a resume scored it, else scored and
+    appended there. 'default' (NNI's metric) is the task's main metric."""
+    key = _ledger_key(choices)
+    scores = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(ledger)}.get(key)
     if scores is None:
-        scores = scorer.score(model.choices)
-        line = json.dumps({"choices": model.choices, "metrics": scores}) + "\n"
+        scores = scorer.score(choices)
+        line = json.dumps({"choices": choices, "metrics": scores}) + "\n"
         # one O_APPEND write of a short line: concurrent trials never interleave their lines
         fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -99,7 +102,52 @@ def evaluate_candidate(model: Candidate, state_path: str, ledger: str) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-    nni.report_final_result({"default": scores[scorer.main_metric], **scores})
+    return {"default": scores[scorer.main_metric], **scores}
+
+
+def evaluate_candidate(model: Candidate, state_path: str, ledger: str, **server) -> None:
+    """The trial of the in-process engine (web-UI trials go through ``strategies.trial_entry``)."""
+    nni.report_final_result(score_or_recall(cached_scorer(state_path), model.choices, Path(ledger)))
+
+
+class ScoringServer:
+    """Scores candidates for web-UI trials in the search process, where the scorer is loaded once.
+
+    A trial (``strategies.trial_entry``) connects over localhost with a per-run key, sends its
+    sample and receives the metrics; the ledger has this one writer.
+    """
+
+    def __init__(self, state_path: Path, ledger: Path):
+        self.key = secrets.token_hex(16)
+        self.listener = Listener(("127.0.0.1", 0), authkey=self.key.encode())
+        self.host, self.port = self.listener.address
+        self.scorer, self.ledger, self.lock = cached_scorer(str(state_path.resolve())), ledger, threading.Lock()
+        threading.Thread(target=self._serve, daemon=True, name="scoring-server").start()
+
+    def evaluator_kwargs(self) -> dict[str, Any]:
+        return {"server_host": self.host, "server_port": self.port, "server_key": self.key}
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn = self.listener.accept()
+            except AuthenticationError:
+                continue  # not one of our trials
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn) -> None:
+        with conn:
+            try:
+                choices = conn.recv()
+                with self.lock:
+                    conn.send(score_or_recall(self.scorer, choices, self.ledger))
+            except (EOFError, OSError, ValueError) as e:
+                logging.getLogger(__name__).warning("a trial's scoring request failed: %s", e)
+
+    def close(self) -> None:
+        self.listener.close()
 
 
 @dataclass(frozen=True)
@@ -249,9 +297,14 @@ def _run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, le
             logging.getLogger(__name__).warning(
                 "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
                 "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
+    server = ScoringServer(state_path, ledger) if cfg.webui else None
     evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()),
-                                    ledger=str(ledger.resolve()))
+                                    ledger=str(ledger.resolve()), **(server.evaluator_kwargs() if server else {}))
     exp_config = NasExperimentConfig("ts" if cfg.webui else "sequential", "simplified", "local" if cfg.webui else None)
+    if cfg.webui:
+        # NNI's template is "{envs} {python} -m nni.nas.execution.training_service trial"; with this
+        # "python", the light entry runs and ignores the rest (strategies/trial_entry.py says why)
+        exp_config._trial_command_params = {"python": f"{sys.executable} -m strategies.trial_entry"}
     exp_config.max_trial_number = trials
     exp_config.trial_concurrency = cfg.concurrency if cfg.webui else 1
     exp_config.experiment_working_directory = str(work_dir.resolve())
@@ -271,3 +324,5 @@ def _run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, le
             time.sleep(cfg.linger)
     finally:
         exp.stop()
+        if server:
+            server.close()

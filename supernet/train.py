@@ -143,7 +143,9 @@ def make_optimizer(supernet: HeadSupernet, cfg: TrainConfig, total_steps: int):
         # no weight decay on biases and norm gains (the 1-D parameters), as BERT fine-tuning does
         groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": cfg.weight_decay})
         groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+    # fused: one kernel over all tensors instead of a Python loop per parameter (measured: the
+    # optimizer step was 24% of a 2-layer supernet step on CPU, see bench/train_throughput.py)
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], fused=True)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, _lr_lambda(total_steps, int(cfg.warmup_ratio * total_steps)))
     return optimizer, scheduler

@@ -1,0 +1,104 @@
+"""P2: supernet training throughput vs plain fine-tuning with a linear head, same encoder, batch, precision.
+
+Both arms run the real code (``supernet.train.train_supernet`` and ``retrain.run.fine_tune``) on
+the same MRPC training rows, the same length-bucketed batches and the same settings. Each arm is
+timed at two step counts and throughput is the slope, sequences / (t(N2) - t(N1)) * (N2 - N1),
+so the fixed costs (setup, the final dev evaluation, the final checkpoint) cancel. The arms
+alternate, ``--repeats`` times, and the ratio is the median of the per-repeat ratios.
+
+    python bench/train_throughput.py --num-hidden-layers 2 --repeats 5
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from retrain.run import RetrainConfig, build_model, fine_tune, linear_architecture
+from supernet.data import DataConfig, TRAIN, encode, load_splits
+from supernet.encoder import load_encoder, load_tokenizer
+from supernet.model import HeadSupernet
+from supernet.space import get_space
+from supernet.train import TrainConfig, train_supernet
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--glue-dir", default=None, help="default: $GLUE_DIR")
+    p.add_argument("--task", default="mrpc")
+    p.add_argument("--model", default=None, help="encoder dir (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--num-hidden-layers", type=int, default=2)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--heads-per-step", type=int, default=4)
+    p.add_argument("--steps", default="8,40", help="N1,N2: the two step counts of the slope")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--json", default=None, help="also write the results here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    n1, n2 = (int(s) for s in args.steps.split(","))
+    data_cfg = DataConfig(task=args.task, glue_dir=args.glue_dir, max_eval_samples=32)
+    spec, splits = load_splits(data_cfg)
+    tok = load_tokenizer(args.model)
+    train = encode(splits[TRAIN], tok, data_cfg.max_length, data_cfg.cache_dir)
+    dev = encode(splits[spec.dev_splits[0]], tok, data_cfg.max_length, data_cfg.cache_dir)
+    pad = tok.pad_token_id or 0
+    common = dict(batch_size=args.batch_size, device=args.device, precision=args.precision)
+
+    def plain(steps: int) -> float:
+        torch.manual_seed(0)
+        model = build_model(linear_architecture(spec.name, ""), load_encoder(args.model, args.num_hidden_layers),
+                            spec.num_labels)
+        t, c = time.perf_counter(), time.process_time()
+        fine_tune(model, spec, train, dev, pad, RetrainConfig(max_steps=steps, seeds=(0,), **common), 0, None,
+                  "plain", eval_every=10**9)
+        return time.perf_counter() - t, time.process_time() - c
+
+    def supernet(steps: int) -> float:
+        torch.manual_seed(0)
+        net = HeadSupernet(load_encoder(args.model, args.num_hidden_layers), get_space("paper"), spec.num_labels)
+        cfg = TrainConfig(max_steps=steps, heads_per_step=args.heads_per_step, eval_every=10**9,
+                          checkpoint_every=10**9, num_probes=1, **common)
+        with tempfile.TemporaryDirectory() as d:
+            t, c = time.perf_counter(), time.process_time()
+            train_supernet(net, spec, train, dev, pad, cfg, Path(d))
+            return time.perf_counter() - t, time.process_time() - c
+
+    def rates(run) -> tuple[float, float]:
+        """Sequences per wall second and per CPU second (CPU time is less disturbed by other tenants)."""
+        (w1, c1), (w2, c2) = run(n1), run(n2)
+        seqs = args.batch_size * (n2 - n1)
+        return seqs / (w2 - w1), seqs / (c2 - c1)
+
+    rows = []
+    for r in range(args.repeats):
+        (pw, pc), (sw, sc) = rates(plain), rates(supernet)
+        rows.append({"plain_seq_per_s": pw, "supernet_seq_per_s": sw, "ratio": sw / pw,
+                     "plain_seq_per_cpu_s": pc, "supernet_seq_per_cpu_s": sc, "cpu_ratio": sc / pc})
+        print(f"repeat {r + 1}: plain {pw:.1f} seq/s, supernet {sw:.1f} seq/s, ratio {sw / pw:.3f} "
+              f"(per CPU second: {pc:.1f} vs {sc:.1f}, ratio {sc / pc:.3f})", flush=True)
+    out = {"ratio_median": statistics.median(x["ratio"] for x in rows),
+           "cpu_ratio_median": statistics.median(x["cpu_ratio"] for x in rows), "repeats": rows,
+           "setup": {**vars(args), "threads": torch.get_num_threads(), "machine": platform.platform(),
+                     "cpu": platform.processor(), "date": time.strftime("%Y-%m-%d")}}
+    print(f"P2 supernet/plain throughput ratio (median of {args.repeats}): wall {out['ratio_median']:.3f}, "
+          f"CPU time {out['cpu_ratio_median']:.3f} "
+          f"(target >= 0.95); {args.heads_per_step} heads per step, batch {args.batch_size}, "
+          f"{args.num_hidden_layers or 6}-layer encoder, {args.precision}, {args.device}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()

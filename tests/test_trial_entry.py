@@ -1,0 +1,78 @@
+"""The light web-UI trial: NNI 3.0's parameter record as the engine sends it, and the scoring server."""
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from multiprocessing.connection import Client
+
+import pytest
+import torch
+
+from conftest import ROOT
+from strategies.evolution import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
+from strategies.scoring import CandidateScorer, save_search_state
+from strategies.trial_entry import candidate
+from supernet.model import SuperHead
+from supernet.space import get_space
+
+
+@pytest.fixture()
+def state_path(tmp_path):
+    space = get_space("tiny")
+    head = SuperHead(space, 32, 2)
+    g = torch.Generator().manual_seed(0)
+    feats = {p: torch.randn(48, 32, generator=g) for p in space.pool}
+    labels = (torch.arange(48) % 2).numpy()
+    path = tmp_path / "search_state.pt"
+    save_search_state(path, head, ("f1", "accuracy"), feats, labels, feats)
+    return path
+
+
+def test_light_entry_reads_nni_parameter_record(state_path, tmp_path):
+    """What NNI's training-service engine sends (nni.dump of the record around a frozen model space)."""
+    import nni
+    from nni.nas.evaluator import FunctionalEvaluator
+    from nni.nas.space import SimplifiedModelSpace
+    space = SimplifiedModelSpace.from_model(
+        HeadChoices("tiny"), FunctionalEvaluator(evaluate_candidate, state_path=str(state_path), ledger="l",
+                                                 server_host="127.0.0.1", server_port=1234, server_key="k"))
+    sample = get_space("tiny").sample(random.Random(3))
+    record = json.loads(nni.dump({"parameter_id": 7, "parameter_source": "algorithm",
+                                  "parameters": space.freeze(sample), "parameter_index": 0}))
+    assert candidate(record) == (sample, "127.0.0.1", 1234, "k")
+
+
+def test_scoring_server_scores_once_and_recalls(state_path, tmp_path):
+    ledger = tmp_path / "trials.jsonl"
+    server = ScoringServer(state_path, ledger)
+    sample = get_space("tiny").sample(random.Random(1))
+    try:
+        answers = []
+        for _ in range(2):
+            with Client((server.host, server.port), authkey=server.key.encode()) as conn:
+                conn.send(sample)
+                answers.append(conn.recv())
+    finally:
+        server.close()
+    expected = CandidateScorer.from_file(state_path).score(sample)
+    assert answers[0] == answers[1] == {"default": expected["f1"], **expected}
+    assert read_ledger(ledger) == [{"choices": sample, "metrics": expected}]  # the repeat was recalled
+
+
+def test_scoring_server_refuses_a_wrong_key(state_path, tmp_path):
+    from multiprocessing import AuthenticationError
+    server = ScoringServer(state_path, tmp_path / "trials.jsonl")
+    try:
+        with pytest.raises(AuthenticationError):
+            Client((server.host, server.port), authkey=b"not the key")
+    finally:
+        server.close()
+
+
+def test_light_entry_imports_neither_torch_nor_nni():
+    code = ("import sys, strategies.trial_entry; "
+            "print(sorted(m for m in ('torch', 'nni', 'pytorch_lightning') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
