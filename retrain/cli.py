@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from supernet import distributed
 from supernet.arch import Architecture
 from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from supernet.data import TRAIN, encode, load_splits
@@ -106,15 +108,21 @@ def fine_tune_config(args) -> RetrainConfig:
 
 def run(args) -> dict[str, Any]:
     cfg = fine_tune_config(args)
+    cfg = replace(cfg, device=distributed.init_from_env(cfg.device))  # under torchrun: data parallel
+    main = distributed.is_main()
     task, heads = resolve_heads(args)
     data_cfg = data_config_from_args(args, task)
     spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
     check_label_count(heads, spec)
-    out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
-                           args.overwrite, "results", "--resume keeps its finished seeds", keep=args.resume)
-    print(f"output directory: {out}", flush=True)
+    out = None
+    if main:
+        out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+                               args.overwrite, "results", "--resume keeps its finished seeds", keep=args.resume)
+        print(f"output directory: {out}", flush=True)
+    out = distributed.broadcast(out)
     results = retrain_heads(heads, spec, train, dev, pad_id, cfg, out, args.model, args.num_hidden_layers)
-    print(markdown_table(results, spec.metrics), end="")
+    if main:
+        print(markdown_table(results, spec.metrics), end="")
     return results
 
 

@@ -20,6 +20,7 @@ from transformers import AutoConfig
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from supernet import distributed
 from supernet.arch import Architecture, atomic_torch_save, atomic_write_text
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.encoder import encoder_id, load_encoder, resolve_model
@@ -86,6 +87,9 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
     device = torch.device(cfg.device)
     model.to(device).train()
+    distributed.check_batch(cfg.batch_size)
+    trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
+    main = distributed.is_main()
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
     eval_every = eval_every or per_epoch
@@ -98,18 +102,19 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         start, history, spent = state["step"], state["extra"]["history"], state["extra"]["seconds"]
-    writer = SummaryWriter(str(log_dir), purge_step=start or None) if log_dir is not None else None
+    writer = SummaryWriter(str(log_dir), purge_step=start or None) if log_dir is not None and main else None
     t0 = time.time() - spent
     try:
-        for step in tqdm(range(start, total), desc=desc, unit="step", dynamic_ncols=True, initial=start, total=total):
+        for step in tqdm(range(start, total), desc=desc, unit="step", dynamic_ncols=True, initial=start, total=total,
+                         disable=not main):
             if step % per_epoch == 0 or step == start:
                 batches = epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
-            batch = pad_batch(train, batches[step % len(batches)], pad_id)
-            loss = _train_step(model, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
+            batch = pad_batch(train, distributed.shard(batches[step % len(batches)]), pad_id)
+            loss = _train_step(trained, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
             if writer and (step + 1) % 10 == 0:
                 writer.add_scalar("train/loss", loss, step + 1)
             if (step + 1) % eval_every == 0 or step + 1 == total:
-                scores = evaluate(model, dev, spec, pad_id, cfg.device)
+                scores = distributed.broadcast(evaluate(model, dev, spec, pad_id, cfg.device) if main else None)
                 history.append({"step": step + 1, **scores})
                 if writer:
                     for name, value in scores.items():
@@ -117,8 +122,10 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
                 if on_eval:
                     on_eval(step + 1, scores)
             if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-                save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1,
-                                {"history": history, "seconds": time.time() - t0})
+                if main:
+                    save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1,
+                                    {"history": history, "seconds": time.time() - t0})
+                distributed.barrier()
     finally:
         if writer:
             writer.close()
@@ -131,14 +138,15 @@ def _train_step(model, spec, batch, cfg, where: str, optimizer, scheduler) -> fl
     batch = {k: v.to(device) for k, v in batch.items()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         loss = loss_fn(spec, model(**batch), batch["labels"])
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at {where}; lower --lr-encoder/--lr-head")
+    mean_loss = distributed.mean(loss)  # the same on every rank, so all stop together
+    if not torch.isfinite(mean_loss):
+        raise FloatingPointError(f"loss is {mean_loss.item()} at {where}; lower --lr-encoder/--lr-head")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
     optimizer.step()
     scheduler.step()
-    return loss.item()
+    return mean_loss.item()
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -199,16 +207,20 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
                           checkpoint=ckpt)
             best = max((p["metrics"][spec.main_metric] for p in per_seed.values()), default=None)
             per_seed[seed] = r
-            # the model before the result: a kill in between reruns the seed instead of losing its model
-            if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
-                save_model(out / name / MODEL_FILE, net, arch, spec.num_labels, resolve_model(model))
-            atomic_write_text(done, json.dumps(r, indent=2) + "\n")
-            ckpt.unlink(missing_ok=True)
+            if distributed.is_main():
+                # the model before the result: a kill in between reruns the seed instead of losing its model
+                if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
+                    save_model(out / name / MODEL_FILE, net, arch, spec.num_labels, resolve_model(model))
+                atomic_write_text(done, json.dumps(r, indent=2) + "\n")
+                ckpt.unlink(missing_ok=True)
+            distributed.barrier()
         head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
                           .parameters())
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
                                   "seeds": {str(s): r for s, r in per_seed.items()},
                                   "summary": summarize({s: r["metrics"] for s, r in per_seed.items()})}
+    if not distributed.is_main():
+        return results
     atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "results.md", f"# {spec.name}: dev metrics over seeds {list(cfg.seeds)}\n\n"
                       + markdown_table(results, spec.metrics))

@@ -164,6 +164,7 @@ class SearchConfig:
     port: int = 8080
     webui: bool = True
     linger: float = 0.0  # seconds the web UI stays up after the last trial
+    training_service_config: str | None = None  # NNI remote/Kubernetes/... trials (strategies.cluster)
 
     @property
     def multi_trial(self) -> str | None:
@@ -180,6 +181,11 @@ class SearchConfig:
             raise ValueError(f"--sample-size must be in [1, --population={self.population}], got {self.sample_size}")
         if not 1 <= self.port <= 65535:
             raise ValueError(f"--port must be in [1, 65535], got {self.port}")
+        if self.training_service_config:
+            if not self.webui:
+                raise ValueError("--training-service-config runs trials through NNI's manager; drop --no-webui")
+            from .cluster import check_training_service
+            check_training_service(self.training_service_config)  # before any training
 
 
 def check_port_free(port: int) -> None:
@@ -297,11 +303,15 @@ def _run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, le
             logging.getLogger(__name__).warning(
                 "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
                 "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
-    server = ScoringServer(state_path, ledger) if cfg.webui else None
+    # local web-UI trials ask a scoring server here; trials on other machines score for themselves
+    server = ScoringServer(state_path, ledger) if cfg.webui and not cfg.training_service_config else None
     evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()),
                                     ledger=str(ledger.resolve()), **(server.evaluator_kwargs() if server else {}))
     exp_config = NasExperimentConfig("ts" if cfg.webui else "sequential", "simplified", "local" if cfg.webui else None)
-    if cfg.webui:
+    if cfg.training_service_config:
+        from .cluster import apply_training_service
+        apply_training_service(exp_config, cfg.training_service_config)
+    elif cfg.webui:
         # NNI's template is "{envs} {python} -m nni.nas.execution.training_service trial"; with this
         # "python", the light entry runs and ignores the rest (strategies/trial_entry.py says why)
         exp_config._trial_command_params = {"python": f"{sys.executable} -m strategies.trial_entry"}

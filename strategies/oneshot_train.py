@@ -22,7 +22,8 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Tr
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.model import HeadSupernet
 from supernet.tasks import TaskSpec
-from supernet.train import TrainConfig, dev_features, loss_fn, make_optimizer, probe_architectures, score_heads
+from supernet.train import (TrainConfig, dev_features, load_checkpoint, loss_fn, make_optimizer, probe_architectures,
+                            score_heads)
 
 from .oneshot import OneShotConfig, OneShotHead, make_oneshot_strategy
 
@@ -186,8 +187,7 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     fit_kwargs = {}
     if resume and last.is_file():
         fit_kwargs["ckpt_path"] = str(last)
-        resumed_from = torch.load(last, map_location="cpu", weights_only=False)["callbacks"].get(
-            probe_cb.state_key, {}).get("batches", 0)
+        resumed_from = load_checkpoint(last)["callbacks"].get(probe_cb.state_key, {}).get("batches", 0)
     evaluator = Lightning(HeadTrainingModule(spec, cfg, total), trainer, train_dataloaders=train_loader,
                           val_dataloaders=arch_loader, fit_kwargs=fit_kwargs)
     strategy = make_oneshot_strategy(name, supernet.space, oneshot, cfg.grad_clip, cfg.seed)

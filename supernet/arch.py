@@ -84,6 +84,13 @@ class Architecture:
             raise ValueError(f"{path}: {e}") from None
 
 
+def _umask_mode() -> int:
+    """What ``open()`` would give a new file (mkstemp's temp files are 0600, private to the user)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_torch_save(obj: Any, path: Path) -> Path:
     """``torch.save`` through a unique temp file + rename: a kill mid-save keeps the previous file."""
     import torch
@@ -92,6 +99,7 @@ def atomic_torch_save(obj: Any, path: Path) -> Path:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -105,6 +113,7 @@ def atomic_write_text(path: Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -12,12 +12,13 @@ import random
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from . import distributed
 from .arch import Architecture, atomic_write_text
 from .cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
 from .data import TRAIN, DataConfig, encode, load_splits
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--port", type=int, default=8080, help="NNI web UI port")
     g.add_argument("--webui-linger", type=float, default=0.0, metavar="SECONDS",
                    help="keep the web UI up this long after the last trial")
+    g.add_argument("--training-service-config", default=None, metavar="FILE",
+                   help="run the trials on NNI's remote / Kubernetes / ... training service described in FILE "
+                        "(YAML: trainingService + optional nniManagerIp, NNI's keys; see README 'Scaling out')")
     g.add_argument("--no-webui", dest="webui", action="store_false",
                    help="run the strategy in-process (no NNI manager, no web UI): for CI and headless use")
     a = p.add_argument_group("one-shot architecture learning (darts, gumbel_darts, proxyless, enas)")
@@ -114,7 +118,7 @@ def configs_from_args(args: argparse.Namespace):
     search = SearchConfig(strategy=args.strategy, trials=args.trials, population=args.population,
                           sample_size=args.sample_size, concurrency=args.concurrency, top_k=args.top_k,
                           seed=args.seed, port=args.port, webui=args.webui,
-                          linger=args.webui_linger)
+                          linger=args.webui_linger, training_service_config=args.training_service_config)
     run = RunConfig(model=args.model, num_hidden_layers=args.num_hidden_layers, space=args.space,
                     calib_samples=args.calib_samples, random_baseline=args.random_baseline)
     oneshot = OneShotConfig(arch_lr=args.arch_lr, arch_fraction=args.arch_fraction)
@@ -220,7 +224,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.output_dir:
             prepare_run_dir(args, data_cfg.task, check_only=True)
     t0 = time.time()
-    if search_cfg.webui and search_cfg.multi_trial:
+    # under torchrun: join the process group; rank 0 alone claims, searches and writes results
+    train_cfg = replace(train_cfg, device=distributed.init_from_env(train_cfg.device))
+    main = distributed.is_main()
+    if distributed.world_size() > 1 and search_cfg.strategy in ONE_SHOT:
+        raise ValueError(f"--strategy {search_cfg.strategy} trains through NNI's one-shot engine in one process; "
+                         "under torchrun use --strategy evolution or random")
+    if main and search_cfg.webui and search_cfg.multi_trial:
         from strategies.evolution import check_port_free, stop_stale_manager
         if args.resume:  # a killed run's NNI manager outlives it and holds the port
             stop_stale_manager(run_dir / "nni", search_cfg.port)
@@ -231,9 +241,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tokenizer = load_tokenizer(run_cfg.model)
     encoder = load_encoder(run_cfg.model, run_cfg.num_hidden_layers)
     if not args.resume:
-        run_dir = prepare_run_dir(args, data_cfg.task)
-        _save_configs(run_dir, run_cfg, data_cfg, train_cfg, search_cfg, oneshot_cfg)
-    print(f"run directory: {run_dir}", flush=True)
+        if main:
+            run_dir = prepare_run_dir(args, data_cfg.task)
+            _save_configs(run_dir, run_cfg, data_cfg, replace(train_cfg, device=args.device), search_cfg,
+                          oneshot_cfg)
+        run_dir = distributed.broadcast(run_dir if main else None)
+    if main:
+        print(f"run directory: {run_dir}" + (f" ({distributed.world_size()} processes)"
+                                             if distributed.world_size() > 1 else ""), flush=True)
     train = encode(splits[TRAIN], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     dev = encode(splits[dev_split], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     space = get_space(run_cfg.space)
@@ -244,6 +259,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_train = time.time()
     stats = _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg, run_dir, bool(args.resume))
     train_seconds = time.time() - t_train
+    if not main:
+        return stats
 
     t_feat = time.time()
     calib = encode(splits[TRAIN].head(run_cfg.calib_samples), tokenizer, data_cfg.max_length, data_cfg.cache_dir)

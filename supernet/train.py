@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
+from . import distributed
 from .arch import atomic_torch_save
 from .data import Encoded, batch_indices, pad_batch
 from .metrics import compute_metrics
@@ -172,11 +173,30 @@ def load_checkpoint(path: Path) -> dict:
                          "delete it to start over, or point --resume at another run") from None
 
 
+class StepLoss(torch.nn.Module):
+    """A supernet step's loss as a ``forward``, so DistributedDataParallel can wrap it: one encoder
+    forward, pooled the ways the sampled heads need, and the mean of their losses."""
+
+    def __init__(self, supernet: HeadSupernet, spec: TaskSpec):
+        super().__init__()
+        self.supernet, self.spec = supernet, spec
+
+    def forward(self, batch: Mapping[str, torch.Tensor], archs: list[dict[str, Any]]) -> torch.Tensor:
+        # in sample order, not a set's: the graph's order fixes the float summation order of the
+        # encoder's gradients, and a set's order changes with each process's string hash seed
+        pooled = self.supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)))
+        loss = sum(loss_fn(self.spec, self.supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
+        return loss / len(archs)
+
+
 def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
                    cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
     device = torch.device(cfg.device)
     supernet.to(device).train()
+    distributed.check_batch(cfg.batch_size)
+    model = distributed.wrap(StepLoss(supernet, spec))  # itself when not under torchrun
+    main = distributed.is_main()
     per_epoch = steps_per_epoch(len(train), cfg.batch_size)
     total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
     optimizer, scheduler = make_optimizer(supernet, cfg, total)
@@ -191,27 +211,27 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
         start = state["step"]
     else:
         torch.manual_seed(cfg.seed)
+    if distributed.rank():  # dropout masks differ between ranks (their rows differ too)
+        torch.manual_seed(cfg.seed * 1_000_003 + distributed.rank() * 7919 + start)
     probes = probe_architectures(supernet.space, cfg.num_probes)
-    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None)
+    writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=start or None) if main else None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    bar = tqdm(total=total, initial=start, desc="supernet", unit="step", dynamic_ncols=True)
+    bar = tqdm(total=total, initial=start, desc="supernet", unit="step", dynamic_ncols=True, disable=not main)
     epoch, batches, step, seen = -1, [], start, 0
     try:  # the bar is closed first, so an error message starts on its own line
         while step < total:
             if step // per_epoch != epoch:
                 epoch = step // per_epoch
                 batches = epoch_batches(train, cfg.batch_size, cfg.seed, epoch)
-            batch = {k: v.to(device) for k, v in pad_batch(train, batches[step % per_epoch], pad_id).items()}
-            rng = arch_rng(cfg.seed, step)
+            index = distributed.shard(batches[step % per_epoch])  # every rank its rows of the global batch
+            batch = {k: v.to(device) for k, v in pad_batch(train, index, pad_id).items()}
+            rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
             archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
             with autocast:
-                # in sample order, not a set's: the graph's order fixes the float summation order of the
-                # encoder's gradients, and a set's order changes with each process's string hash seed
-                pooled = supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)))
-                loss = sum(loss_fn(spec, supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
-                loss = loss / len(archs)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
+                loss = model(batch, archs)
+            mean_loss = distributed.mean(loss)  # the same on every rank, so all stop together
+            if not torch.isfinite(mean_loss):
+                raise FloatingPointError(f"loss is {mean_loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
                                          f"The last good checkpoint is kept in {ckpt_path}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -219,20 +239,23 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             optimizer.step()
             scheduler.step()
             step += 1
-            seen += len(batch["labels"])
+            seen += len(batches[(step - 1) % per_epoch])
             bar.update(1)
-            if step % 10 == 0 or step == total:  # .item() syncs; not every step
-                writer.add_scalar("train/loss", loss.item(), step)
+            if main and (step % 10 == 0 or step == total):  # .item() syncs; not every step
+                writer.add_scalar("train/loss", mean_loss.item(), step)
                 writer.add_scalar("train/lr_encoder", scheduler.get_last_lr()[0], step)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-            if step % cfg.eval_every == 0 or step == total:
+                bar.set_postfix(loss=f"{mean_loss.item():.4f}")
+            if main and (step % cfg.eval_every == 0 or step == total):
                 feats = dev_features(supernet, dev, pad_id, device=str(device))
                 for i, scores in enumerate(score_heads(supernet.head, spec, feats, dev.labels, probes)):
                     for name, value in scores.items():
                         writer.add_scalar(f"probe{i}/{name}", value, step)
             if step % cfg.checkpoint_every == 0 or step == total:
-                save_checkpoint(ckpt_path, supernet, optimizer, scheduler, step, {"train_config": asdict(cfg)})
+                if main:
+                    save_checkpoint(ckpt_path, supernet, optimizer, scheduler, step, {"train_config": asdict(cfg)})
+                distributed.barrier()
     finally:
         bar.close()
-        writer.close()
+        if writer:
+            writer.close()
     return {"steps": total, "resumed_from": start, "sequences": seen, "probes": probes}

@@ -63,3 +63,18 @@ def test_value_outside_the_space_names_the_file_and_key(tmp_path):
 def test_missing_file():
     with pytest.raises(FileNotFoundError, match="architecture file not found"):
         Architecture.load("/nonexistent/arch.json")
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp's temp files are 0600; the renamed result must be readable as any new file is."""
+    import os
+    import torch
+    from supernet.arch import atomic_torch_save, atomic_write_text
+    mask = os.umask(0o022)
+    try:
+        a = atomic_write_text(tmp_path / "a.json", "{}")
+        b = atomic_torch_save({"x": 1}, tmp_path / "b.pt")
+    finally:
+        os.umask(mask)
+    assert oct(a.stat().st_mode & 0o777) == oct(b.stat().st_mode & 0o777) == oct(0o644)
+    assert torch.load(b)["x"] == 1

@@ -152,6 +152,16 @@ def test_corrupt_checkpoint_is_named_and_kept(capsys, tmp_path, glue_dir, tiny_m
     refused(capsys, search_main, ["--resume", str(run), "--no-webui"], r"checkpoint .* is corrupt or truncated", run)
 
 
+def test_corrupt_one_shot_checkpoint_is_named_and_kept(capsys, tmp_path, glue_dir, tiny_model_dir):
+    run = tmp_path / "run"
+    assert search_main(["--glue-dir", str(glue_dir), *FAST, "--strategy", "darts", "--model", str(tiny_model_dir),
+                        "--output-dir", str(run)]) == 0
+    capsys.readouterr()
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    refused(capsys, search_main, ["--resume", str(run), "--no-webui"], r"checkpoint .*last.ckpt is corrupt", run)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(capsys, tmp_path, glue_dir, tiny_model_dir):
     run = tmp_path / "run"
     argv = ["--glue-dir", str(glue_dir), *FAST, "--model", str(tiny_model_dir), "--output-dir", str(run),
