@@ -190,6 +190,9 @@ class SearchConfig:
 
 def check_port_free(port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        # as servers (NNI's manager among them) bind: a port whose last server closed a moment ago
+        # keeps TIME_WAIT connections for a minute, and without this it would look "in use"
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -261,18 +264,32 @@ def stop_stale_manager(work_dir: Path, port: int) -> None:
     exp_id = json.loads(record.read_text())["id"]
     info = Experiments().get_all_experiments().get(exp_id) or {}
     pid = info.get("pid")
-    if not pid or info.get("port") != port:
+    if not pid or info.get("port") != port or not _is_nni_manager(pid):
         return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
-    for _ in range(100):  # up to 10 s for the manager to release the port
+    # SIGTERM first (NNI's manager shuts down cleanly); it can wait on the dead search process's
+    # channel, so after 10 s its whole process group (it runs in its own) is killed
+    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         try:
-            check_port_free(port)
-            return
-        except ValueError:
-            time.sleep(0.1)
+            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+        deadline = time.time() + wait_s
+        while time.time() < deadline:
+            try:
+                check_port_free(port)
+                return
+            except ValueError:
+                time.sleep(0.1)
+
+
+def _is_nni_manager(pid: int) -> bool:
+    """The manifest's pid may have been reused since: only a live NNI manager is stopped."""
+    try:
+        return b"nni" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return False  # not running
+    except OSError:
+        return True  # no /proc (macOS): trust NNI's manifest
 
 
 def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path) -> list[dict[str, Any]]:

@@ -132,3 +132,23 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
         assert scorer.score(sample)["f1"] == pytest.approx(final["default"])
     summary = json.loads((run / "search_summary.json").read_text())
     assert summary["webui"] is True and summary["trials"] == 4
+
+
+def test_a_port_just_released_is_free_but_a_listening_one_is_not():
+    """A server that closed with open connections leaves TIME_WAIT behind; NNI's manager can bind
+    over it, so the port check must not call it busy (seen on resume after a killed web-UI run)."""
+    import socket
+    from strategies.evolution import check_port_free
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+    with pytest.raises(ValueError, match=f"port {port} is already in use"):
+        check_port_free(port)
+    client = socket.create_connection(("127.0.0.1", port))
+    conn, _ = server.accept()
+    conn.close()  # the server side closes first: its end of the connection goes to TIME_WAIT
+    client.close()
+    server.close()
+    check_port_free(port)
