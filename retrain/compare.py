@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -136,6 +137,10 @@ def plot(cmp: dict[str, Any], path: Path) -> None:
 
 
 def run(args) -> dict[str, Any]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # each rank would run its own Optuna study and suggest other heads: DDP steps would not match
+        raise ValueError("python -m retrain.compare runs in one process; under torchrun, run its stages "
+                         "(python -m supernet.search, python -m retrain) instead")
     ft_cfg = fine_tune_config(args)
     get_space(args.space)
     spec, train, dev, pad_id = prepare_data(data_config_from_args(args), args.model)  # bad data: fail first

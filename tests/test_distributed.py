@@ -97,3 +97,10 @@ def test_retrain_under_torchrun(tmp_path, tiny_model_dir, glue_dir):
     assert not list(out.rglob("checkpoint.pt"))  # finished seeds keep no checkpoint
     from retrain.run import load_model
     load_model(out / "linear" / "model.pt")
+
+
+def test_compare_refuses_torchrun(monkeypatch, capsys):
+    from retrain.compare import main as compare_main
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert compare_main(["--task", "mrpc"]) == 2
+    assert "runs in one process" in capsys.readouterr().err
