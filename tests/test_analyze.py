@@ -1,0 +1,58 @@
+"""Linear CKA and per-layer probes (supernet.analyze)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from supernet.analyze import linear_cka, main as analyze_main, probe_accuracy
+
+
+def test_cka_of_a_representation_with_itself_is_one():
+    x = torch.randn(200, 16, generator=torch.Generator().manual_seed(0))
+    assert linear_cka(x, x) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_cka_is_invariant_to_orthogonal_transforms_and_scale():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(300, 12, generator=g), torch.randn(300, 8, generator=g)
+    y = y + x[:, :8]  # related, so the value is not trivial
+    q, _ = torch.linalg.qr(torch.randn(12, 12, generator=g))
+    assert linear_cka(x @ q * 3.7, y) == pytest.approx(linear_cka(x, y), abs=1e-6)  # float32 inputs
+    assert 0.2 < linear_cka(x, y) < 0.99
+
+
+def test_cka_of_independent_representations_is_small():
+    g = torch.Generator().manual_seed(2)
+    assert linear_cka(torch.randn(2000, 10, generator=g), torch.randn(2000, 10, generator=g)) < 0.05
+
+
+def test_probe_separates_separable_classes_and_not_noise():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(400, 5, generator=g)
+    labels = (x[:, 0] > 0).long().numpy()
+    train, test = np.arange(280), np.arange(280, 400)
+    assert probe_accuracy(x, labels, train, test) > 0.97
+    noise = torch.randn(400, 5, generator=g)
+    assert probe_accuracy(noise, labels, train, test) < 0.7
+
+
+def test_analyze_on_real_sst2_rows(tmp_path, glue_dir, capsys):
+    out = tmp_path / "analysis"
+    assert analyze_main(["--task", "sst2", "--glue-dir", str(glue_dir), "--model-a", "minilm", "--model-b", "minilm",
+                         "--rows", "120", "--max-length", "48", "--output-dir", str(out)]) == 0
+    result = json.loads((out / "analysis.json").read_text())
+    assert len(result["cka"]) == 7 and len(result["probe_accuracy"]["A"]) == 7  # embeddings + 6 layers
+    assert np.allclose(result["cka_diagonal"], 1.0)  # the same encoder twice
+    assert result["probe_accuracy"]["A"] == result["probe_accuracy"]["B"]
+    assert all(0.0 <= a <= 1.0 for a in result["probe_accuracy"]["A"])
+    assert (out / "cka.png").stat().st_size > 1000 and (out / "probes.png").stat().st_size > 1000
+
+
+def test_analyze_refuses_a_regression_task(tmp_path, glue_dir, capsys):
+    assert analyze_main(["--task", "stsb", "--glue-dir", str(glue_dir), "--model-b", "minilm",
+                         "--output-dir", str(tmp_path / "a")]) == 2
+    assert "regression task; probes need classes" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
