@@ -9,7 +9,7 @@ from typing import Any
 
 from supernet import distributed
 from supernet.arch import Architecture
-from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
+from supernet.cli import add_data_arguments, add_fine_tune_arguments, claim_output_dir, data_config_from_args, run_cli
 from supernet.data import TRAIN, encode, load_splits
 from supernet.encoder import encoder_id, load_tokenizer
 from supernet.tasks import TASKS
@@ -28,29 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", choices=("none", "linear"), default="none",
                    help="also retrain the standard linear head on the pooler's [CLS] vector")
     add_data_arguments(p, task_default=None)
-    add_fine_tune_arguments(p.add_argument_group("fine-tuning (the same for every head)"),
+    add_retrain_arguments(p.add_argument_group("fine-tuning (the same for every head)"),
                             "encoder (default: the one the architecture was searched on)")
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="default: logs/retrain-<task>-<time>")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
-    o.add_argument("--resume", action="store_true", help="continue in --output-dir: finished seeds are kept, an unfinished one continues "
-                                                            "from its last checkpoint")
+    o.add_argument("--resume", action="store_true",
+                   help="continue in --output-dir: finished seeds are kept, an unfinished one continues "
+                        "from its last checkpoint")
     return p
 
 
-def add_fine_tune_arguments(g, model_help: str) -> None:
-    g.add_argument("--model", default=None, help=model_help)
-    g.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
+def add_retrain_arguments(g, model_help: str) -> None:
+    """The shared fine-tuning flags with retrain's defaults, plus the seeds."""
+    add_fine_tune_arguments(g, model_help, 3.0,
+                            "steps between checkpoints of an unfinished seed (--resume continues from the last)")
     g.add_argument("--seeds", default="1,2,3", help="comma-separated seeds")
-    g.add_argument("--epochs", type=float, default=3.0, help="fine-tuning epochs")
-    g.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--lr-encoder", type=float, default=5e-5)
-    g.add_argument("--lr-head", type=float, default=1e-3)
-    g.add_argument("--checkpoint-every", type=int, default=100,
-                   help="steps between checkpoints of an unfinished seed (--resume continues from the last)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
 
 
 def _seeds(text: str) -> tuple[int, ...]:

@@ -21,7 +21,7 @@ from supernet.cli import add_data_arguments, claim_output_dir, data_config_from_
 from supernet.encoder import encoder_id, load_encoder
 from supernet.space import get_space
 
-from .cli import _seeds, add_fine_tune_arguments, fine_tune_config, prepare_data
+from .cli import _seeds, add_retrain_arguments, fine_tune_config, prepare_data
 from .run import linear_architecture, retrain_heads
 
 HEADS = ("linear", "weight_sharing", "bo_hyperband")
@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m retrain.compare", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_data_arguments(p)
-    add_fine_tune_arguments(
+    add_retrain_arguments(
         p.add_argument_group("encoder and fine-tuning (shared by every retrain and every BO-HB trial)"),
         "encoder (default: packaged all-MiniLM-L6-v2)")
     s = p.add_argument_group("searches")

@@ -28,8 +28,8 @@ from supernet.metrics import compute_metrics
 from supernet.model import FrozenModel, plain_head
 from supernet.space import get_space
 from supernet.tasks import TaskSpec
-from supernet.train import (FineTuneConfig, epoch_batches, load_checkpoint, loss_fn, make_optimizer, save_checkpoint,
-                            steps_per_epoch)
+from supernet.train import (FineTuneConfig, epoch_batches, loss_fn, make_optimizer, optimizer_step, restore_checkpoint,
+                            save_checkpoint, steps_per_epoch)
 
 # BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
 LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
@@ -96,12 +96,8 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     optimizer, scheduler = make_optimizer(model, cfg, total)
     start, history, spent = 0, [], 0.0
     if checkpoint is not None and checkpoint.is_file():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, history, spent = state["step"], state["extra"]["history"], state["extra"]["seconds"]
+        start, extra = restore_checkpoint(checkpoint, model, optimizer, scheduler)
+        history, spent = extra["history"], extra["seconds"]
     writer = SummaryWriter(str(log_dir), purge_step=start or None) if log_dir is not None and main else None
     t0 = time.time() - spent
     try:
@@ -138,15 +134,7 @@ def _train_step(model, spec, batch, cfg, where: str, optimizer, scheduler) -> fl
     batch = {k: v.to(device) for k, v in batch.items()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
         loss = loss_fn(spec, model(**batch), batch["labels"])
-    mean_loss = distributed.mean(loss)  # the same on every rank, so all stop together
-    if not torch.isfinite(mean_loss):
-        raise FloatingPointError(f"loss is {mean_loss.item()} at {where}; lower --lr-encoder/--lr-head")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-    optimizer.step()
-    scheduler.step()
-    return mean_loss.item()
+    return optimizer_step(loss, model, optimizer, scheduler, cfg.grad_clip, where).item()
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:

@@ -27,14 +27,15 @@ def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"--training-service-config {path}: no such file")
     text = path.read_text(encoding="utf-8")
+    kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
-        if path.suffix.lower() == ".json":
+        if kind == "JSON":
             d = json.loads(text)
         else:
             import yaml
             d = yaml.safe_load(text)
     except Exception as e:  # yaml and json raise their own error types
-        raise ValueError(f"--training-service-config {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'} "
+        raise ValueError(f"--training-service-config {path} is not valid {kind} "
                          f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if isinstance(d, dict):
         unknown = sorted(set(d) - {"trainingService", "nniManagerIp"})

@@ -12,6 +12,7 @@ that state, answers candidates already in the ledger from it, and runs only the 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -87,27 +88,54 @@ def _ledger_key(choices: dict[str, Any]) -> str:
     return json.dumps(choices, sort_keys=True)
 
 
-def score_or_recall(scorer, choices: dict[str, Any], ledger: Path) -> dict[str, float]:
-    """The candidate's metrics: from the ledger if a run before a resume scored it, else scored and
-    appended there. 'default' (NNI's metric) is the task's main metric."""
-    key = _ledger_key(choices)
-    scores = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(ledger)}.get(key)
-    if scores is None:
-        scores = scorer.score(choices)
-        line = json.dumps({"choices": choices, "metrics": scores}) + "\n"
-        # one O_APPEND write of a short line: concurrent trials never interleave their lines
-        fd = os.open(ledger, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    return {"default": scores[scorer.main_metric], **scores}
+class Ledger:
+    """``trials.jsonl`` as a lookup: parsed once, then kept in step with this process's appends.
+
+    The file is re-read only when its size differs from what this process last saw (another
+    process appended, or ``--overwrite`` removed it), so a search of n candidates reads it
+    O(1) times instead of n times.
+    """
+
+    def __init__(self, path: Path):
+        self.path, self._known, self._size = path, {}, -1
+
+    def _sync(self) -> None:
+        size = self.path.stat().st_size if self.path.is_file() else 0
+        if size != self._size:
+            self._known = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(self.path)}
+            self._size = size
+
+    def score_or_recall(self, scorer, choices: dict[str, Any]) -> dict[str, float]:
+        """The candidate's metrics: from the ledger if a run before a resume scored it, else scored
+        and appended there. 'default' (NNI's metric) is the task's main metric."""
+        self._sync()
+        key = _ledger_key(choices)
+        scores = self._known.get(key)
+        if scores is None:
+            scores = scorer.score(choices)
+            line = json.dumps({"choices": choices, "metrics": scores}) + "\n"
+            # one O_APPEND write of a short line: concurrent trials never interleave their lines
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            self._known[key] = scores
+            # another process's line landing in between would make the sizes disagree: re-read then
+            self._size = size if size == self._size + len(line.encode()) else -1
+        return {"default": scores[scorer.main_metric], **scores}
+
+
+@functools.lru_cache(maxsize=4)
+def _ledger(path: str) -> Ledger:
+    return Ledger(Path(path))
 
 
 def evaluate_candidate(model: Candidate, state_path: str, ledger: str, **server) -> None:
     """The trial of the in-process engine (web-UI trials go through ``strategies.trial_entry``)."""
-    nni.report_final_result(score_or_recall(cached_scorer(state_path), model.choices, Path(ledger)))
+    nni.report_final_result(_ledger(ledger).score_or_recall(cached_scorer(state_path), model.choices))
 
 
 class ScoringServer:
@@ -121,7 +149,7 @@ class ScoringServer:
         self.key = secrets.token_hex(16)
         self.listener = Listener(("127.0.0.1", 0), authkey=self.key.encode())
         self.host, self.port = self.listener.address
-        self.scorer, self.ledger, self.lock = cached_scorer(str(state_path.resolve())), ledger, threading.Lock()
+        self.scorer, self.ledger, self.lock = cached_scorer(str(state_path.resolve())), Ledger(ledger), threading.Lock()
         threading.Thread(target=self._serve, daemon=True, name="scoring-server").start()
 
     def evaluator_kwargs(self) -> dict[str, Any]:
@@ -142,7 +170,7 @@ class ScoringServer:
             try:
                 choices = conn.recv()
                 with self.lock:
-                    conn.send(score_or_recall(self.scorer, choices, self.ledger))
+                    conn.send(self.ledger.score_or_recall(self.scorer, choices))
             except (EOFError, OSError, ValueError) as e:
                 logging.getLogger(__name__).warning("a trial's scoring request failed: %s", e)
 

@@ -128,7 +128,8 @@ def probe_plot(curves: dict[str, list[float]], majority: float, path: Path) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m supernet.analyze", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="python -m supernet.analyze",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--model-a", default="minilm", help="model dir / hub id, retrained model.pt, or search run dir")
     p.add_argument("--model-b", required=True, help="the same kinds as --model-a")
@@ -151,7 +152,8 @@ def run(args) -> dict[str, Any]:
     out = claim_output_dir(Path(args.output_dir or f"logs/analyze-{spec.name}"), args.overwrite, "an analysis",
                            "pick another --output-dir")
     data = encode(splits[TRAIN].head(args.rows), tok, args.max_length)
-    feats_a, feats_b = layer_features(enc_a, data, tok.pad_token_id or 0), layer_features(enc_b, data, tok.pad_token_id or 0)
+    pad_id = tok.pad_token_id or 0
+    feats_a, feats_b = layer_features(enc_a, data, pad_id), layer_features(enc_b, data, pad_id)
     cka = cka_matrix(feats_a, feats_b)
     rows = np.random.default_rng(0).permutation(len(data))
     cut = int(0.7 * len(rows))
@@ -165,7 +167,8 @@ def run(args) -> dict[str, Any]:
               "probe_accuracy": probes, "majority": majority}
     atomic_write_text(out / "analysis.json", json.dumps(result, indent=2) + "\n")
     print(f"CKA diagonal (A vs B, layer by layer): {np.round(np.diag(cka), 3).tolist()}\n"
-          f"probe accuracy A: {np.round(probes['A'], 3).tolist()}\nprobe accuracy B: {np.round(probes['B'], 3).tolist()}"
+          f"probe accuracy A: {np.round(probes['A'], 3).tolist()}\n"
+          f"probe accuracy B: {np.round(probes['B'], 3).tolist()}"
           f" (majority {majority:.3f}); wrote cka.png, probes.png, analysis.json to {out}")
     return result
 

@@ -33,6 +33,20 @@ def data_config_from_args(args: argparse.Namespace, task: str | None = None) -> 
                       max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples)
 
 
+def add_fine_tune_arguments(g, model_help: str, epochs: float, checkpoint_help: str) -> None:
+    """The flags of ``supernet.train.FineTuneConfig`` plus the encoder, for every command that fine-tunes."""
+    g.add_argument("--model", default=None, help=model_help)
+    g.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
+    g.add_argument("--epochs", type=float, default=epochs, help="fine-tuning epochs")
+    g.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--lr-encoder", type=float, default=5e-5)
+    g.add_argument("--lr-head", type=float, default=1e-3)
+    g.add_argument("--checkpoint-every", type=int, default=100, help=checkpoint_help)
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    g.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
+
+
 # what a user's input can cause: printed as one line "error: ...", exit status 2
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError, FloatingPointError)
 

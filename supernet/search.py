@@ -20,7 +20,7 @@ import torch
 
 from . import distributed
 from .arch import Architecture, atomic_write_text
-from .cli import add_data_arguments, claim_output_dir, data_config_from_args, run_cli
+from .cli import add_data_arguments, add_fine_tune_arguments, claim_output_dir, data_config_from_args, run_cli
 from .data import TRAIN, DataConfig, encode, load_splits
 from .encoder import encoder_id, load_encoder, load_tokenizer
 from .train import TrainConfig, dev_features, train_supernet
@@ -85,21 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the training rows held out for architecture steps")
     add_data_arguments(p)
     m = p.add_argument_group("supernet training")
-    m.add_argument("--model", default=None, help="encoder: local dir or hub id (default: packaged all-MiniLM-L6-v2)")
-    m.add_argument("--num-hidden-layers", type=int, default=None, help="keep only the first N encoder layers")
-    m.add_argument("--epochs", type=float, default=1.0)
-    m.add_argument("--max-steps", type=int, default=None, help="overrides --epochs")
-    m.add_argument("--batch-size", type=int, default=32)
-    m.add_argument("--lr-encoder", type=float, default=5e-5)
-    m.add_argument("--lr-head", type=float, default=1e-3)
+    add_fine_tune_arguments(m, "encoder: local dir or hub id (default: packaged all-MiniLM-L6-v2)", 1.0,
+                            "steps between checkpoints")
     m.add_argument("--heads-per-step", type=int, default=4,
                    help="sampled heads trained per encoder forward (evolution and random)")
-    m.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     m.add_argument("--eval-every", type=int, default=50, help="steps between probe-subnet dev scores")
     m.add_argument("--calib-samples", type=int, default=512, help="training rows for batch-norm recalibration")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    m.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="bf16 autocast (use on GPU)")
     o = p.add_argument_group("output")
     o.add_argument("--output-dir", default=None, help="run directory (default: logs/<task>-<strategy>-<time>)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")

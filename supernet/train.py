@@ -165,6 +165,31 @@ def save_checkpoint(path: Path, supernet, optimizer, scheduler, step: int, extra
     atomic_torch_save(state, path)  # a kill during the save keeps the previous checkpoint
 
 
+def restore_checkpoint(path: Path, model: torch.nn.Module, optimizer, scheduler) -> tuple[int, dict]:
+    """Load what ``save_checkpoint`` wrote back into the live objects; returns (step, extra)."""
+    state = load_checkpoint(path)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["step"], state["extra"]
+
+
+def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer, scheduler, grad_clip: float,
+                   where: str, note: str = "") -> torch.Tensor:
+    """Backward, clip, step. The loss averaged over ranks is checked first (and returned), so every
+    rank stops together on a non-finite one."""
+    mean_loss = distributed.mean(loss)
+    if not torch.isfinite(mean_loss):
+        raise FloatingPointError(f"loss is {mean_loss.item()} at {where}; lower --lr-encoder/--lr-head{note}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return mean_loss
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
@@ -203,12 +228,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     start = 0
     ckpt_path = run_dir / CHECKPOINT
     if resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path)
-        supernet.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        start = state["step"]
+        start, _ = restore_checkpoint(ckpt_path, supernet, optimizer, scheduler)
     else:
         torch.manual_seed(cfg.seed)
     if distributed.rank():  # dropout masks differ between ranks (their rows differ too)
@@ -223,23 +243,16 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             if step // per_epoch != epoch:
                 epoch = step // per_epoch
                 batches = epoch_batches(train, cfg.batch_size, cfg.seed, epoch)
-            index = distributed.shard(batches[step % per_epoch])  # every rank its rows of the global batch
-            batch = {k: v.to(device) for k, v in pad_batch(train, index, pad_id).items()}
+            rows = batches[step % per_epoch]
+            batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(rows), pad_id).items()}
             rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
             archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
             with autocast:
                 loss = model(batch, archs)
-            mean_loss = distributed.mean(loss)  # the same on every rank, so all stop together
-            if not torch.isfinite(mean_loss):
-                raise FloatingPointError(f"loss is {mean_loss.item()} at step {step}; lower --lr-encoder/--lr-head. "
-                                         f"The last good checkpoint is kept in {ckpt_path}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(supernet.parameters(), cfg.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            mean_loss = optimizer_step(loss, supernet, optimizer, scheduler, cfg.grad_clip, f"step {step}",
+                                       f". The last good checkpoint is kept in {ckpt_path}")
             step += 1
-            seen += len(batches[(step - 1) % per_epoch])
+            seen += len(rows)
             bar.update(1)
             if main and (step % 10 == 0 or step == total):  # .item() syncs; not every step
                 writer.add_scalar("train/loss", mean_loss.item(), step)

@@ -76,3 +76,18 @@ def test_light_entry_imports_neither_torch_nor_nni():
             "print(sorted(m for m in ('torch', 'nni', 'pytorch_lightning') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_ledger_sees_lines_appended_by_another_process(state_path, tmp_path):
+    """The ledger is parsed once per process, but a line another process appended is still recalled."""
+    from strategies.evolution import Ledger
+    scorer = CandidateScorer.from_file(state_path)
+    space = get_space("tiny")
+    ours, theirs = space.sample(random.Random(5)), space.sample(random.Random(6))
+    assert ours != theirs
+    ledger = Ledger(tmp_path / "trials.jsonl")
+    ledger.score_or_recall(scorer, ours)
+    with open(tmp_path / "trials.jsonl", "a") as f:  # as a concurrent trial process writes
+        f.write(json.dumps({"choices": theirs, "metrics": {"f1": -1.0, "accuracy": -1.0}}) + "\n")
+    assert ledger.score_or_recall(scorer, theirs) == {"default": -1.0, "f1": -1.0, "accuracy": -1.0}
+    assert len(read_ledger(tmp_path / "trials.jsonl")) == 2  # recalled, not scored and appended again
