@@ -83,6 +83,22 @@ def check_label_count(heads: list[tuple[str, Architecture]], spec) -> None:
                              f"data has {spec.num_labels}; check --num-labels or search again on this data")
 
 
+def check_encoder_depth(heads: list[tuple[str, Architecture]], model: str | None, num_hidden_layers: int | None) -> None:
+    """A backbone architecture names a choice per encoder layer: the encoder must have that many."""
+    from transformers import AutoConfig
+
+    from supernet.encoder import resolve_model
+    backbone = [(n, a) for n, a in heads if a.search_space.has_backbone]
+    if not backbone:
+        return
+    layers = num_hidden_layers or AutoConfig.from_pretrained(resolve_model(model)).num_hidden_layers
+    for name, arch in backbone:
+        if arch.search_space.encoder_layers != layers:
+            raise ValueError(f"{name} chooses {arch.search_space.encoder_layers} encoder layers (space "
+                             f"{arch.space!r}) and the encoder has {layers}; pass the --num-hidden-layers "
+                             "it was searched with")
+
+
 def prepare_data(data_cfg, model: str | None):
     """(task spec, encoded train split, encoded dev split, pad id) for ``data_cfg``."""
     spec, splits = load_splits(data_cfg)
@@ -107,6 +123,7 @@ def run(args) -> dict[str, Any]:
     data_cfg = data_config_from_args(args, task)
     spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
     check_label_count(heads, spec)
+    check_encoder_depth(heads, args.model, args.num_hidden_layers)
     out = None
     if main:
         out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),

@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 from supernet import distributed
 from supernet.arch import Architecture, atomic_torch_save, atomic_write_text
+from supernet.backbone import modified_encoder
+from supernet.cost import dev_latency_ms
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.encoder import encoder_id, load_encoder, resolve_model
 from supernet.metrics import compute_metrics
@@ -60,8 +62,15 @@ def linear_architecture(task: str, encoder: str) -> Architecture:
 
 
 def build_model(arch: Architecture, encoder: torch.nn.Module, num_labels: int) -> FrozenModel:
-    head = plain_head(arch.search_space, arch.choices, encoder.config.hidden_size, num_labels)
-    return FrozenModel(encoder, arch.choices["pool"], head)
+    """Plain model of ``arch`` on a pretrained encoder: in a backbone space the encoder is first
+    modified (FFNs skipped, conv blocks in place of attention; conv blocks start fresh)."""
+    space = arch.search_space
+    if space.has_backbone and encoder.config.num_hidden_layers != space.encoder_layers:
+        raise ValueError(f"the architecture's space {space.name!r} has {space.encoder_layers} encoder layers, and the "
+                         f"encoder has {encoder.config.num_hidden_layers}; pass the --model / --num-hidden-layers "
+                         "it was searched with")
+    head = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
+    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head)
 
 
 @torch.no_grad()
@@ -194,6 +203,9 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
             r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
                           checkpoint=ckpt)
             best = max((p["metrics"][spec.main_metric] for p in per_seed.values()), default=None)
+            if distributed.is_main():
+                r["parameters"] = sum(p.numel() for p in net.parameters())
+                r["dev_latency_ms"] = dev_latency_ms(net, dev, pad_id, cfg.device)
             per_seed[seed] = r
             if distributed.is_main():
                 # the model before the result: a kill in between reruns the seed instead of losing its model
@@ -204,7 +216,11 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
             distributed.barrier()
         head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
                           .parameters())
+        seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
+                                  "parameters": seeds[0]["parameters"] if seeds else None,
+                                  "dev_latency_ms": statistics.median(r["dev_latency_ms"] for r in seeds)
+                                  if seeds else None,
                                   "seeds": {str(s): r for s, r in per_seed.items()},
                                   "summary": summarize({s: r["metrics"] for s, r in per_seed.items()})}
     if not distributed.is_main():
@@ -216,10 +232,14 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
 
 
 def markdown_table(results: dict[str, Any], metrics: tuple[str, ...]) -> str:
-    lines = ["| head | " + " | ".join(f"dev {m}" for m in metrics) + " | head params | seconds/seed |",
-             "|---|" + "---|" * (len(metrics) + 2)]
+    lines = ["| head | " + " | ".join(f"dev {m}" for m in metrics)
+             + " | head params | model params | dev latency (ms/example) | seconds/seed |",
+             "|---|" + "---|" * (len(metrics) + 4)]
     for name, r in results["heads"].items():
         cells = [f"{r['summary'][m]['mean']:.4f} ± {r['summary'][m]['std']:.4f}" for m in metrics]
         seconds = sum(s["seconds"] for s in r["seeds"].values()) / len(r["seeds"])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['head_parameters']:,} | {seconds:.0f} |")
+        params = f"{r['parameters']:,}" if r.get("parameters") else "-"
+        latency = f"{r['dev_latency_ms']:.2f}" if r.get("dev_latency_ms") else "-"
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['head_parameters']:,} | {params} | {latency} | "
+                     f"{seconds:.0f} |")
     return "\n".join(lines) + "\n"

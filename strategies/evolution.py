@@ -33,6 +33,7 @@ from torch import nn
 from nni.nas.nn.pytorch import ModelSpace
 
 from supernet.arch import atomic_torch_save, atomic_write_text
+from supernet.cost import Objective
 from supernet.space import get_space
 
 from . import MULTI_TRIAL, STRATEGIES
@@ -125,7 +126,7 @@ class Ledger:
             self._known[key] = scores
             # another process's line landing in between would make the sizes disagree: re-read then
             self._size = size if size == self._size + len(line.encode()) else -1
-        return {"default": scores[scorer.main_metric], **scores}
+        return {"default": scorer.objective_value(scores), **scores}
 
 
 @functools.lru_cache(maxsize=4)
@@ -193,6 +194,12 @@ class SearchConfig:
     webui: bool = True
     linger: float = 0.0  # seconds the web UI stays up after the last trial
     training_service_config: str | None = None  # NNI remote/Kubernetes/... trials (strategies.cluster)
+    penalty: str = "none"  # cost subtracted from the metric: none | params | latency (supernet.cost.Objective)
+    penalty_weight: float = 0.0
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.penalty, self.penalty_weight)
 
     @property
     def multi_trial(self) -> str | None:
@@ -207,6 +214,7 @@ class SearchConfig:
             raise ValueError("--trials, --top-k and --concurrency must be >= 1")
         if not 1 <= self.sample_size <= self.population:
             raise ValueError(f"--sample-size must be in [1, --population={self.population}], got {self.sample_size}")
+        self.objective  # validates --penalty / --penalty-weight
         if not 1 <= self.port <= 65535:
             raise ValueError(f"--port must be in [1, 65535], got {self.port}")
         if self.training_service_config:
@@ -329,8 +337,8 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
     remaining = cfg.trials - (resume_from["trials_done"] if resume_from else 0)
     if remaining > 0:
         _run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from), remaining)
-    metric = cached_scorer(str(state_path.resolve())).main_metric
-    return [{"choices": r["choices"], "score": r["metrics"][metric], "metrics": r["metrics"]}
+    scorer = cached_scorer(str(state_path.resolve()))
+    return [{"choices": r["choices"], "score": scorer.objective_value(r["metrics"]), "metrics": r["metrics"]}
             for r in read_ledger(ledger)][:cfg.trials]
 
 

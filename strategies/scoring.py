@@ -1,13 +1,22 @@
-"""Score head candidates with weights inherited from the trained supernet, on cached encoder outputs.
+"""Score candidates with weights inherited from the trained supernet, on cached encoder outputs.
 
-The search state file holds the trained super head, the dev set's pooled encoder outputs
-(every pooling of the space) and a slice of training outputs for batch-norm recalibration.
-Scoring a candidate = freeze its head (copied slices), recalibrate its batch norms, run it on the
-cached dev features. No encoder forward and no NNI import: trial processes stay light.
+Head-only spaces: the search state file holds the trained super head, the dev set's pooled encoder
+outputs (every pooling of the space) and a slice of training outputs for batch-norm
+recalibration. Scoring a candidate = freeze its head (copied slices), recalibrate its batch norms,
+run it on the cached dev features. No encoder forward and no NNI import: trial processes stay light.
+
+Backbone spaces: the encoder output depends on the candidate, so the state also holds the whole
+supernet and the dev / calibration token ids; the outputs of the last few encoders run are
+cached, and candidates differing only in their head reuse them.
+
+Every score carries the candidate's cost (``params``; ``latency_ms`` from the lookup table in a
+backbone space) and, under a penalty, the ``objective`` the strategy maximises.
 """
 from __future__ import annotations
 
 import functools
+from collections import OrderedDict
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,19 +25,65 @@ import torch
 from torch import nn
 
 from supernet.arch import atomic_torch_save
+from supernet.cost import Objective, predicted_latency
 from supernet.metrics import compute_metrics
 from supernet.model import SuperHead
 from supernet.space import get_space
 
 SEARCH_STATE = "search_state.pt"
+_CACHED_ENCODERS = 8  # encoder outputs kept per split in a backbone space (dev: rows x hidden x pools)
 
 
-def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: Mapping[str, torch.Tensor],
-                      dev_labels: np.ndarray, calib: Mapping[str, torch.Tensor]) -> None:
+def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: Mapping[str, torch.Tensor] | None,
+                      dev_labels: np.ndarray, calib: Mapping[str, torch.Tensor] | None, costs: dict | None = None,
+                      backbone: dict | None = None) -> None:
+    """``costs``: {'encoder_params', 'latency_table', 'reference', 'objective'}; ``backbone`` (backbone
+    spaces, whose ``dev`` / ``calib`` features are then None): {'encoder_config', 'supernet' (state
+    dict), 'dev', 'calib' (token ids), 'pad_id'}."""
     state = {"space": head.space.name, "hidden_size": head.hidden_size, "num_labels": head.num_labels,
              "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "metrics": list(metrics),
-             "dev": dict(dev), "dev_labels": dev_labels, "calib": dict(calib)}
+             "dev": dict(dev or {}), "dev_labels": dev_labels, "calib": dict(calib or {}), "costs": costs,
+             "backbone": backbone}
     atomic_torch_save(state, path)
+
+
+def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, calib, pad_id: int, device: str,
+                       objective: Objective = Objective()) -> None:
+    """The search state of a trained supernet: cached features (head-only space) or the supernet
+    itself (backbone space), the cost tables and the objective."""
+    from supernet.cost import latency_table
+    from supernet.data import pad_batch
+    from supernet.train import dev_features
+    space = supernet.space
+    linear = space.reference()  # full encoder, linear head
+    head_linear = supernet.head.hidden_size * supernet.num_labels + supernet.num_labels
+    reference = {"params": supernet.encoder_parameters(linear) + head_linear}
+    table = None
+    if space.has_backbone:
+        sample = {k: v.to(device) for k, v in pad_batch(dev, np.arange(min(32, len(dev))), pad_id).items()}
+        table = latency_table(supernet.encoder, sample)
+        reference["latency_ms"] = predicted_latency(space, table, linear)
+    costs = {"encoder_params": supernet.encoder_parameters(linear), "latency_table": table, "reference": reference,
+             "objective": asdict(objective)}
+    if not space.has_backbone:
+        save_search_state(path, supernet.head, metrics, dev_features(supernet, dev, pad_id, device=device),
+                          dev.labels, dev_features(supernet, calib, pad_id, device=device), costs)
+        return
+    backbone = {"encoder_config": supernet.encoder.config.to_dict(), "pad_id": pad_id, "dev": dev, "calib": calib,
+                "supernet": {k: v.detach().cpu() for k, v in supernet.state_dict().items()}}
+    save_search_state(path, supernet.head, metrics, None, dev.labels, None, costs, backbone)
+
+
+def _rebuild_supernet(state: Mapping[str, Any]):
+    """The trained supernet of a backbone space, from its config and weights (nothing downloaded)."""
+    from transformers import AutoConfig, AutoModel
+
+    from supernet.model import HeadSupernet
+    config = dict(state["backbone"]["encoder_config"])
+    encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
+    supernet = HeadSupernet(encoder, get_space(state["space"]), state["num_labels"])
+    supernet.load_state_dict(state["backbone"]["supernet"])
+    return supernet.eval()
 
 
 class CandidateScorer:
@@ -41,13 +96,50 @@ class CandidateScorer:
         self.head.load_state_dict(state["head"])
         self.head.eval()
         self.dev, self.dev_labels, self.calib = state["dev"], np.asarray(state["dev_labels"]), state["calib"]
+        self.costs = state.get("costs")
+        self.objective = Objective(**self.costs["objective"]) if self.costs else Objective()
+        self.backbone = state.get("backbone")
+        self.supernet = None
+        if self.backbone:
+            self.supernet = _rebuild_supernet(state)
+            self.head = self.supernet.head  # the same weights, loaded once
+        self._cache: OrderedDict = OrderedDict()
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CandidateScorer":
         return cls(torch.load(path, map_location="cpu", weights_only=False))
 
+    def features(self, choices: Mapping[str, Any], split: str) -> Mapping[str, torch.Tensor]:
+        """Pooled encoder outputs of ``split`` ('dev' or 'calib') for the candidate's encoder."""
+        if self.supernet is None:
+            return self.dev if split == "dev" else self.calib
+        key = (split, self.space.backbone_key(choices))
+        if key not in self._cache:
+            from supernet.train import dev_features
+            self._cache[key] = dev_features(self.supernet, self.backbone[split], self.backbone["pad_id"],
+                                            choices=choices)
+            if len(self._cache) > 2 * _CACHED_ENCODERS:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
+        return self._cache[key]
+
+    def cost(self, choices: Mapping[str, Any]) -> dict[str, float]:
+        """Parameters of the frozen model (and lookup-table latency in a backbone space); {} if unknown."""
+        if not self.costs:
+            return {}
+        head = sum(p.numel() for p in self.head.freeze(choices).parameters())
+        encoder = self.supernet.encoder_parameters(choices) if self.supernet is not None else self.costs["encoder_params"]
+        out = {"params": float(encoder + head)}
+        if self.costs.get("latency_table"):
+            out["latency_ms"] = predicted_latency(self.space, self.costs["latency_table"], choices)
+        return out
+
+    def objective_value(self, scores: Mapping[str, float]) -> float:
+        """What the strategy maximises (the main metric unless a penalty is set)."""
+        return self.objective(scores, self.main_metric, (self.costs or {}).get("reference", {}))
+
     @torch.no_grad()
-    def _recalibrate(self, head: nn.Sequential, pool: str, batch_size: int = 64) -> None:
+    def _recalibrate(self, head: nn.Sequential, choices: Mapping[str, Any], batch_size: int = 64) -> None:
         """Batch-norm statistics in the supernet mix every sampled subnet: re-estimate them for this one."""
         norms = [m for m in head.modules() if isinstance(m, nn.BatchNorm1d)]
         if not norms:
@@ -56,7 +148,7 @@ class CandidateScorer:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batches
             bn.train()
-        feats = self.calib[pool]
+        feats = self.features(choices, "calib")[choices["pool"]]
         for start in range(0, len(feats) - 1, batch_size):
             chunk = feats[start:start + batch_size]
             if len(chunk) > 1:
@@ -68,9 +160,12 @@ class CandidateScorer:
     def score(self, choices: Mapping[str, Any]) -> dict[str, float]:
         choices = self.space.validate(choices)
         head = self.head.freeze(choices).eval()
-        self._recalibrate(head, choices["pool"])
-        outputs = head(self.dev[choices["pool"]]).numpy()
-        return compute_metrics(self.metrics, outputs, self.dev_labels)
+        self._recalibrate(head, choices)
+        outputs = head(self.features(choices, "dev")[choices["pool"]]).numpy()
+        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices)}
+        if self.objective.active:
+            scores["objective"] = self.objective_value(scores)
+        return scores
 
     @property
     def main_metric(self) -> str:

@@ -7,7 +7,8 @@
   encoder, trained on one part of the rows and scored on the rest, plotted against depth.
 
 An encoder is a model directory or hub id, a retrained ``model.pt`` (``python -m retrain``), or a
-search run directory (its supernet ``checkpoint.pt``).
+search run directory (its supernet ``checkpoint.pt``; in a backbone space, the encoder of the
+run's ``arch_top1.json`` with the supernet's weights, e.g. FFN-dropped layers).
 """
 from __future__ import annotations
 
@@ -86,13 +87,31 @@ def load_any_encoder(source: str) -> tuple[torch.nn.Module, str]:
         encoder = load_encoder(cfg["model"], cfg["num_hidden_layers"])
         from .train import load_checkpoint
         state = load_checkpoint(path / "checkpoint.pt")["model"]
-        encoder.load_state_dict({k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")})
-        return encoder, cfg["model"]
+        encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
+        from .space import bind_space
+        space = bind_space(cfg["space"], encoder.config.num_hidden_layers)
+        if not space.has_backbone:
+            encoder.load_state_dict(encoder_state)
+            return encoder, cfg["model"]
+        return _searched_backbone(path, encoder, space, encoder_state), cfg["model"]
     if path.is_file() and path.suffix == ".pt":
         from retrain.run import load_model
         state = torch.load(path, map_location="cpu", weights_only=False)
         return load_model(path).encoder, state["encoder_source"]
     return load_encoder(source), source
+
+
+def _searched_backbone(run_dir: Path, encoder: torch.nn.Module, space, state: dict) -> torch.nn.Module:
+    """The frozen encoder of the run's best architecture, with the supernet's trained weights."""
+    from .arch import Architecture
+    from .backbone import SuperBackbone
+    top = run_dir / "arch_top1.json"
+    if not top.is_file():
+        raise ValueError(f"{run_dir} searched backbone space {space.name!r} and has no arch_top1.json yet "
+                         "(finish the search with --resume)")
+    backbone = SuperBackbone(encoder, space)
+    backbone.load_state_dict(state)
+    return backbone.freeze(Architecture.load(top).choices)
 
 
 def heatmap(matrix: np.ndarray, names: tuple[str, str], path: Path) -> None:

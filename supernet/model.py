@@ -15,6 +15,7 @@ import torch
 from nni.nas.nn.pytorch import ModelSpace
 from torch import nn
 
+from .backbone import SuperBackbone
 from .ops import POOLINGS, HiddenLayer, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm
 from .space import SearchSpace, layer_label
 
@@ -89,29 +90,48 @@ class FrozenModel(nn.Module):
 
 
 class HeadSupernet(ModelSpace):
-    """Encoder + all heads of ``space`` as one NNI model space with weight sharing."""
+    """Encoder + all heads of ``space`` as one NNI model space with weight sharing. In a backbone
+    space the encoder is a ``SuperBackbone`` over the pretrained one, and a forward needs the
+    candidate's encoder-layer choices."""
 
     def __init__(self, encoder: nn.Module, space: SearchSpace, num_labels: int):
         super().__init__()
         self.space, self.num_labels = space, num_labels
         for label, values in space.labels().items():
             self.add_mutable(nni.choice(label, list(values)))
-        self.encoder = encoder
+        self.encoder = SuperBackbone(encoder, space) if space.has_backbone else encoder
         self.head = SuperHead(space, encoder.config.hidden_size, num_labels)
 
-    def pooled_features(self, batch: Mapping[str, torch.Tensor], pools: tuple[str, ...] | None = None
-                        ) -> dict[str, torch.Tensor]:
-        """One encoder forward, pooled every way in ``pools`` (default: all of the space)."""
-        hidden, pooler_output = encoder_outputs(self.encoder, batch)
+    def encode(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any] | None = None):
+        """(last hidden state, pooler output or None) of the encoder a candidate runs."""
+        if not isinstance(self.encoder, SuperBackbone):
+            return encoder_outputs(self.encoder, batch)
+        if choices is None:
+            raise ValueError(f"space {self.space.name!r} has backbone choices: an encoder forward needs a candidate")
+        out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), choices=choices)
+        return out.last_hidden_state, out.pooler_output
+
+    def pooled_features(self, batch: Mapping[str, torch.Tensor], pools: tuple[str, ...] | None = None,
+                        choices: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+        """One encoder forward (with ``choices``' backbone), pooled every way in ``pools`` (default: all)."""
+        hidden, pooler_output = self.encode(batch, choices)
         return {p: POOLINGS[p](hidden, batch["attention_mask"], pooler_output) for p in pools or self.space.pool}
 
     def forward(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any]) -> torch.Tensor:
-        pooled = self.pooled_features(batch, (choices["pool"],))[choices["pool"]]
+        pooled = self.pooled_features(batch, (choices["pool"],), choices)[choices["pool"]]
         return self.head(pooled, choices)
 
     def freeze(self, sample: Mapping[str, Any]) -> FrozenModel:
         choices = self.space.validate({k: sample[k] for k in self.space.labels() if k in sample})
-        return FrozenModel(copy.deepcopy(self.encoder), choices["pool"], self.head.freeze(choices))
+        encoder = (self.encoder.freeze(choices) if isinstance(self.encoder, SuperBackbone)
+                   else copy.deepcopy(self.encoder))
+        return FrozenModel(encoder, choices["pool"], self.head.freeze(choices))
+
+    def encoder_parameters(self, choices: Mapping[str, Any]) -> int:
+        """Parameters of the frozen encoder of ``choices`` (computed, not built)."""
+        if isinstance(self.encoder, SuperBackbone):
+            return self.encoder.num_parameters(choices)
+        return sum(p.numel() for p in self.encoder.parameters())
 
     def head_parameters(self) -> int:
         return sum(p.numel() for p in self.head.parameters())

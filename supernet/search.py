@@ -2,7 +2,9 @@
 
 Writes into the run directory: TensorBoard events, ``checkpoint.pt`` (resumable), the NNI
 experiment, ``arch_top<k>.json`` (the architecture record), ``search_summary.json`` and
-``trajectory.png`` (score per trial with best-so-far, against random subnets of the same supernet).
+``trajectory.png`` (score per trial with best-so-far, against random subnets of the same supernet),
+``pareto.json`` / ``pareto.png`` (the trials' front of dev metric vs parameters, and vs latency in
+a backbone space).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .arch import Architecture, atomic_write_text
 from .cli import add_data_arguments, add_fine_tune_arguments, claim_output_dir, data_config_from_args, run_cli
 from .data import TRAIN, DataConfig, encode, load_splits
 from .encoder import encoder_id, load_encoder, load_tokenizer
-from .train import TrainConfig, dev_features, train_supernet
+from .train import TrainConfig, train_supernet
 
 from strategies import ONE_SHOT, STRATEGIES
 from strategies.config import OneShotConfig
@@ -42,8 +44,8 @@ class RunConfig:
     random_baseline: int = 50
 
     def __post_init__(self):
-        from .space import get_space
-        get_space(self.space)
+        from .space import check_space_name
+        check_space_name(self.space)  # a backbone space is bound to the encoder's depth once it is loaded
         if self.num_hidden_layers is not None and self.num_hidden_layers < 1:
             raise ValueError(f"--num-hidden-layers must be >= 1, got {self.num_hidden_layers}")
         if self.calib_samples < 2:
@@ -61,13 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "search over it (trials in the web UI); spos: NNI RandomOneShot training, then evolution; "
                         "darts, gumbel_darts, proxyless: NNI's differentiable one-shot strategies, exporting the "
                         "argmax architecture; enas: REINFORCE controller on NNI's one-shot engine (see README)")
-    g.add_argument("--space", default="paper", help="search-space preset (see python -m supernet.space)")
+    g.add_argument("--space", default="paper",
+                   help="search space: a head preset (paper, small, tiny) or a backbone space adding per encoder "
+                        "layer FFN keep/skip (+ffn) and attention vs conv3/7/15 (+conv), e.g. head+ffn, small+ffn+conv "
+                        "(see python -m supernet.space)")
     g.add_argument("--trials", type=int, default=64, help="candidates to evaluate")
     g.add_argument("--population", type=int, default=16, help="evolution population size")
     g.add_argument("--sample-size", type=int, default=4, help="evolution tournament size")
     g.add_argument("--concurrency", type=int, default=1,
                    help="trials at once in the web UI (>1 is faster but hits NNI issue #5726)")
     g.add_argument("--top-k", type=int, default=3, help="architectures to export")
+    g.add_argument("--penalty", choices=("none", "params", "latency"), default="none",
+                   help="maximise the metric minus --penalty-weight x the candidate's parameters (or lookup-table "
+                        "latency; backbone spaces) relative to the full encoder with a linear head")
+    g.add_argument("--penalty-weight", type=float, default=0.0,
+                   help="metric points traded for the reference model's whole cost (e.g. 0.05)")
     g.add_argument("--random-baseline", type=int, default=50,
                    help="random subnets scored from the same supernet, for comparison")
     g.add_argument("--port", type=int, default=8080, help="NNI web UI port")
@@ -110,7 +120,8 @@ def configs_from_args(args: argparse.Namespace):
     search = SearchConfig(strategy=args.strategy, trials=args.trials, population=args.population,
                           sample_size=args.sample_size, concurrency=args.concurrency, top_k=args.top_k,
                           seed=args.seed, port=args.port, webui=args.webui,
-                          linger=args.webui_linger, training_service_config=args.training_service_config)
+                          linger=args.webui_linger, training_service_config=args.training_service_config,
+                          penalty=args.penalty, penalty_weight=args.penalty_weight)
     run = RunConfig(model=args.model, num_hidden_layers=args.num_hidden_layers, space=args.space,
                     calib_samples=args.calib_samples, random_baseline=args.random_baseline)
     oneshot = OneShotConfig(arch_lr=args.arch_lr, arch_fraction=args.arch_fraction)
@@ -149,7 +160,8 @@ def prepare_run_dir(args, task: str, check_only: bool = False) -> Path:
 
 
 def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) -> list[Architecture]:
-    """Top-k distinct architectures by score, re-scored for every metric, written as arch_top<i>.json."""
+    """Top-k distinct architectures by score (the objective), re-scored for every metric and cost,
+    written as arch_top<i>.json."""
     ranked, seen = [], set()
     for t in sorted(trials, key=lambda t: -t["score"]):
         # canonical: labels of layers deeper than `depth` take their first value, so the file shows the model
@@ -159,7 +171,7 @@ def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) ->
             ranked.append(arch.with_metrics(**scorer.score(arch.choices)))
         if len(ranked) == k:
             break
-    ranked.sort(key=lambda a: -a.metrics[scorer.main_metric])  # by the re-score, whatever NNI credited
+    ranked.sort(key=lambda a: -scorer.objective_value(a.metrics))  # by the re-score, whatever NNI credited
     for i, arch in enumerate(ranked, 1):
         arch.save(run_dir / f"arch_top{i}.json")
     return ranked
@@ -188,6 +200,33 @@ def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str,
     plt.close(fig)
 
 
+def write_pareto(trials: list[dict], scorer, reference: dict[str, Any], run_dir: Path) -> list[dict[str, Any]]:
+    """The trials' Pareto front (dev metric vs parameters) as pareto.json and, with latency, pareto.png."""
+    from .cost import pareto_front, plot_pareto
+    metric = scorer.main_metric
+    points, seen = [], set()
+    for t in trials:
+        key = Architecture(scorer.space.name, scorer.space.canonical(t["choices"])).key()
+        if "params" in t["metrics"] and key not in seen:
+            seen.add(key)
+            points.append({**t["metrics"], "choices": scorer.space.canonical(t["choices"])})
+    if not points:
+        return []
+    fronts = {cost: pareto_front(points, cost, metric) for cost in ("params", "latency_ms") if cost in points[0]}
+    atomic_write_text(run_dir / "pareto.json", json.dumps(
+        {"metric": metric, "candidates": len(points), "reference": reference, "fronts": fronts}, indent=2) + "\n")
+    plot_pareto(points, metric, run_dir / "pareto.png", reference)
+    return fronts["params"]
+
+
+def measured_costs(supernet, choices: dict, dev, pad_id: int, device: str) -> dict[str, float]:
+    """Parameters and measured dev-set latency (ms / example) of the frozen model of ``choices``."""
+    from .cost import dev_latency_ms
+    model = supernet.freeze(choices).to(device)
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "dev_latency_ms": dev_latency_ms(model, dev, pad_id, device)}
+
+
 def _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg, run_dir, resume):
     if search_cfg.strategy in ONE_SHOT:
         from strategies.oneshot_train import train_oneshot
@@ -202,10 +241,10 @@ def _oneshot_trajectory(stats: dict[str, Any], metric: str) -> list[dict[str, An
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from strategies.scoring import CandidateScorer, save_search_state
+    from strategies.scoring import CandidateScorer, write_search_state
 
     from .model import HeadSupernet
-    from .space import get_space
+    from .space import bind_space
 
     if args.resume:
         run_dir = prepare_run_dir(args, "")
@@ -232,6 +271,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dev_split = spec.dev_splits[0] if data_cfg.train_file is None else "validation"
     tokenizer = load_tokenizer(run_cfg.model)
     encoder = load_encoder(run_cfg.model, run_cfg.num_hidden_layers)
+    space = bind_space(run_cfg.space, encoder.config.num_hidden_layers)
+    _check_strategy_space(search_cfg, space)
+    torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
+    supernet = HeadSupernet(encoder, space, spec.num_labels)  # a non-BERT layout fails here, before the claim
     if not args.resume:
         if main:
             run_dir = prepare_run_dir(args, data_cfg.task)
@@ -243,9 +286,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                              if distributed.world_size() > 1 else ""), flush=True)
     train = encode(splits[TRAIN], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     dev = encode(splits[dev_split], tokenizer, data_cfg.max_length, data_cfg.cache_dir)
-    space = get_space(run_cfg.space)
-    torch.manual_seed(train_cfg.seed)  # the heads' initial weights
-    supernet = HeadSupernet(encoder, space, spec.num_labels)
     pad_id = tokenizer.pad_token_id or 0
 
     t_train = time.time()
@@ -257,9 +297,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t_feat = time.time()
     calib = encode(splits[TRAIN].head(run_cfg.calib_samples), tokenizer, data_cfg.max_length, data_cfg.cache_dir)
     state_path = run_dir / "search_state.pt"
-    save_search_state(state_path, supernet.head, spec.metrics,
-                      dev_features(supernet, dev, pad_id, device=train_cfg.device), dev.labels,
-                      dev_features(supernet, calib, pad_id, device=train_cfg.device))
+    write_search_state(state_path, supernet, spec.metrics, dev, calib, pad_id, train_cfg.device,
+                       search_cfg.objective)
     feature_seconds = time.time() - t_feat
 
     t_search = time.time()
@@ -281,6 +320,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     random_scores = [scorer.score(space.sample(rng))[spec.main_metric] for _ in range(run_cfg.random_baseline)]
     plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png",
                     "trial" if search_cfg.multi_trial else "training step (architecture exported at that step)")
+    # the reference: the full encoder with a linear head, scored with the supernet's weights
+    linear = space.reference()
+    reference = {**scorer.score(linear), "choices": linear}
+    front = write_pareto(trials, scorer, reference, run_dir) if search_cfg.multi_trial else []
+    costs = {"best": measured_costs(supernet, dict(top[0].choices), dev, pad_id, train_cfg.device),
+             "reference": measured_costs(supernet, linear, dev, pad_id, train_cfg.device)}
 
     best = top[0].metrics[spec.main_metric]
     summary = {
@@ -294,13 +339,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "random_subnets": {"n": len(random_scores), "mean": statistics.mean(random_scores),
                            "std": statistics.pstdev(random_scores), "best": max(random_scores)},
         "best_minus_random_mean": best - statistics.mean(random_scores),
+        "objective": asdict(search_cfg.objective),
+        "reference_full_encoder_linear_head": {k: v for k, v in reference.items() if k != "choices"},
+        "measured": costs, "pareto_front_size": len(front),
         "supernet_steps": stats["steps"], "resumed_from_step": stats["resumed_from"],
         "seconds": {"supernet_training": train_seconds, "features": feature_seconds, "search": search_seconds,
                     "total": time.time() - t0},
         "candidates_per_minute": 60 * len(trials) / max(search_seconds, 1e-9) if search_cfg.multi_trial else None,
         "parameters": {"supernet": sum(p.numel() for p in supernet.parameters()),
                        "supernet_head": supernet.head_parameters(),
-                       "best_subnet": sum(p.numel() for p in supernet.freeze(top[0].choices).parameters())},
+                       "best_subnet": costs["best"]["params"]},
     }
     if not search_cfg.multi_trial:
         summary["architecture_probabilities"] = stats["probabilities"]
@@ -311,6 +359,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
           f"best {summary['random_subnets']['best']:.4f}) {what}; "
           f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}")
     return summary
+
+
+def _check_strategy_space(search_cfg, space) -> None:
+    if space.has_backbone and search_cfg.strategy in ONE_SHOT:
+        raise ValueError(f"--strategy {search_cfg.strategy} learns head choices only; search backbone space "
+                         f"{space.name!r} with --strategy evolution or random")
+    if search_cfg.penalty == "latency" and not space.has_backbone:
+        raise ValueError(f"--penalty latency needs a backbone space (in {space.name!r} every candidate runs the same "
+                         "encoder); use --penalty params, or --space <head>+ffn / +conv")
 
 
 def main(argv: list[str] | None = None) -> int:

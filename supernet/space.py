@@ -1,26 +1,45 @@
-"""The head search space as data: candidate tuples per choice kind, named presets, size, validation.
+"""The search space as data: candidate tuples per choice kind, named presets, size, validation.
 
 The labels produced here ARE the NNI labels of the model space and the keys of the architecture
 JSON: ``pool``, ``depth``, and per hidden layer i: ``width_i``, ``act_i``, ``dropout_i``,
 ``norm_i``, ``residual_i``.
 
+Backbone spaces (opt-in) add per encoder layer j: ``enc_ffn_j`` (keep or skip the feed-forward
+sublayer) and/or ``enc_mixer_j`` (the pretrained self-attention or a depthwise-separable
+convolution). Their names compose a head preset with backbone parts and the encoder's depth:
+``small+ffn+conv@6`` is the ``small`` head space over a 6-layer encoder whose layers may drop
+their FFN and swap attention for a convolution. ``head`` stands for the default head preset.
+
     python -m supernet.space --preset paper
+    python -m supernet.space --preset small+ffn+conv@6
 """
 from __future__ import annotations
 
 import argparse
 import math
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
+from .backbone import FFN_CHOICES, MIXERS
 from .ops import ACTIVATIONS, NORMS, POOLINGS
 
 LAYER_KINDS = ("width", "act", "dropout", "norm", "residual")
+BACKBONE_KINDS = ("ffn", "mixer")
+DEFAULT_HEAD = "paper"  # what ``head`` means in a composed name such as ``head+ffn``
+# the candidates a backbone part opens up; a part not named keeps the pretrained layer's
+BACKBONE_PARTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "ffn": ("ffn", ("keep", "skip")),
+    "conv": ("mixer", ("attention", "conv3", "conv7", "conv15")),
+}
 
 
 def layer_label(kind: str, i: int) -> str:
     return f"{kind}_{i}"
+
+
+def backbone_label(kind: str, j: int) -> str:
+    return f"enc_{kind}_{j}"
 
 
 @dataclass(frozen=True)
@@ -35,13 +54,17 @@ class SearchSpace:
     dropout: tuple[float, ...]
     norm: tuple[str, ...]
     residual: tuple[bool, ...]
+    ffn: tuple[str, ...] = ("keep",)
+    mixer: tuple[str, ...] = ("attention",)
+    encoder_layers: int = 0  # the encoder depth a backbone space is bound to (0: head-only space)
 
     def __post_init__(self):
-        for kind, registry in (("pool", POOLINGS), ("act", ACTIVATIONS), ("norm", NORMS)):
+        for kind, registry in (("pool", POOLINGS), ("act", ACTIVATIONS), ("norm", NORMS), ("ffn", FFN_CHOICES),
+                               ("mixer", MIXERS)):
             bad = [v for v in getattr(self, kind) if v not in registry]
             if bad:
                 raise ValueError(f"space {self.name!r}: unknown {kind} {bad}; valid: {sorted(registry)}")
-        for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual"):
+        for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual", "ffn", "mixer"):
             values = getattr(self, kind)
             if not values or len(set(values)) != len(values):
                 raise ValueError(f"space {self.name!r}: {kind} needs distinct candidates, got {values}")
@@ -49,6 +72,31 @@ class SearchSpace:
             raise ValueError(f"space {self.name!r}: depths must be >= 0 and widths >= 1")
         if not all(0.0 <= p < 1.0 for p in self.dropout):
             raise ValueError(f"space {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
+        if self.backbone_kinds and self.encoder_layers < 1:
+            raise ValueError(f"space {self.name!r} has backbone choices: bind it to an encoder depth "
+                             f"(e.g. '{self.name}@6'); the search binds it to --model's depth")
+
+    @property
+    def backbone_kinds(self) -> tuple[str, ...]:
+        """The backbone choice kinds that are searched (more than one candidate)."""
+        return tuple(k for k in BACKBONE_KINDS if len(getattr(self, k)) > 1)
+
+    @property
+    def has_backbone(self) -> bool:
+        return bool(self.backbone_kinds)
+
+    def backbone_choices(self, choices: Mapping[str, Any]) -> dict[str, Any]:
+        """The encoder-layer choices of ``choices`` (the fixed candidate for a kind not searched)."""
+        out = {}
+        for j in range(self.encoder_layers):
+            for kind in BACKBONE_KINDS:
+                label = backbone_label(kind, j)
+                out[label] = choices[label] if label in choices else getattr(self, kind)[0]
+        return out
+
+    def backbone_key(self, choices: Mapping[str, Any]) -> tuple:
+        """Identity of the encoder a candidate runs (candidates sharing it share encoder outputs)."""
+        return tuple(choices[backbone_label(k, j)] for j in range(self.encoder_layers) for k in self.backbone_kinds)
 
     @property
     def max_depth(self) -> int:
@@ -64,6 +112,9 @@ class SearchSpace:
         for i in range(self.max_depth):
             for kind in LAYER_KINDS:
                 out[layer_label(kind, i)] = getattr(self, kind)
+        for j in range(self.encoder_layers):
+            for kind in self.backbone_kinds:
+                out[backbone_label(kind, j)] = getattr(self, kind)
         return out
 
     def per_layer_choices(self) -> int:
@@ -71,7 +122,8 @@ class SearchSpace:
 
     def size(self) -> int:
         """Distinct architectures: the labels of layers deeper than ``depth`` do not change the model."""
-        return len(self.pool) * sum(self.per_layer_choices() ** d for d in self.depth)
+        backbone = math.prod(len(getattr(self, k)) for k in self.backbone_kinds) ** self.encoder_layers
+        return backbone * len(self.pool) * sum(self.per_layer_choices() ** d for d in self.depth)
 
     def raw_size(self) -> int:
         """Product of all label cardinalities (what NNI sees; counts unused deeper labels too)."""
@@ -103,6 +155,16 @@ class SearchSpace:
                 out[layer_label(kind, i)] = getattr(self, kind)[0]
         return out
 
+    def reference(self) -> dict[str, Any]:
+        """The full pretrained encoder with a linear head (on the pooler if the space has it): what
+        candidates' costs are measured against."""
+        labels = self.labels()
+        pool = "pooler" if "pooler" in self.pool else self.pool[0]
+        choices = {k: v[0] for k, v in labels.items()}
+        choices.update(pool=pool, depth=0)
+        choices.update({k: v for k, v in self.backbone_choices({}).items() if k in labels})
+        return self.validate(choices)
+
     def sample(self, rng: random.Random) -> dict[str, Any]:
         """Uniform over labels (SPOS's uniform path sampling)."""
         return {k: rng.choice(v) for k, v in self.labels().items()}
@@ -130,17 +192,58 @@ PRESETS: dict[str, SearchSpace] = {
 }
 
 
+def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
+    """'small+ffn+conv@6' -> ('small', ('ffn', 'conv'), 6); the error names what is wrong."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a space name must be a non-empty string, got {name!r}")
+    base, _, depth = name.partition("@")
+    head, *parts = base.split("+")
+    head = DEFAULT_HEAD if head == "head" else head
+    if head not in PRESETS:
+        raise ValueError(f"unknown space {name!r}: head preset {head!r} is not one of {sorted(PRESETS)} "
+                         f"(or 'head' = {DEFAULT_HEAD})")
+    bad = [p for p in parts if p not in BACKBONE_PARTS]
+    if bad or len(set(parts)) != len(parts):
+        raise ValueError(f"unknown space {name!r}: backbone parts must be distinct ones of {sorted(BACKBONE_PARTS)}, "
+                         f"e.g. '{head}+ffn+conv'")
+    if depth and not (depth.isdigit() and int(depth) >= 1):
+        raise ValueError(f"unknown space {name!r}: the encoder depth after '@' must be a positive integer")
+    if depth and not parts:
+        raise ValueError(f"space {name!r}: '@{depth}' binds backbone choices, and the name has none (add +ffn/+conv)")
+    return head, tuple(parts), int(depth) if depth else None
+
+
+def check_space_name(name: str) -> None:
+    """Raise ValueError unless ``name`` is a preset or a composed backbone space (bound or not)."""
+    _split_name(name)
+
+
 def get_space(name: str) -> SearchSpace:
-    if name not in PRESETS:
-        raise ValueError(f"unknown space {name!r}; presets: {sorted(PRESETS)}")
-    return PRESETS[name]
+    head, parts, depth = _split_name(name)
+    if not parts:
+        return PRESETS[head]
+    if depth is None:
+        raise ValueError(f"space {name!r} has backbone choices and needs the encoder's depth: "
+                         f"'{name}@<layers>' (the search appends it from --model)")
+    kwargs = dict(BACKBONE_PARTS[p] for p in parts)
+    return replace(PRESETS[head], name=f"{head}+{'+'.join(parts)}@{depth}", encoder_layers=depth, **kwargs)
+
+
+def bind_space(name: str, encoder_layers: int) -> SearchSpace:
+    """The space ``name`` over an encoder of ``encoder_layers`` layers (a no-op for head-only spaces)."""
+    head, parts, depth = _split_name(name)
+    if not parts:
+        return PRESETS[head]
+    if depth is not None and depth != encoder_layers:
+        raise ValueError(f"space {name!r} is bound to {depth} encoder layers, and the encoder has {encoder_layers}")
+    return get_space(f"{head}+{'+'.join(parts)}@{encoder_layers}")
 
 
 def describe(space: SearchSpace) -> str:
     lines = [f"space {space.name!r}"]
-    for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual"):
+    for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual", *space.backbone_kinds):
         values = getattr(space, kind)
-        scope = "per layer" if kind in LAYER_KINDS else "global"
+        scope = "per layer" if kind in LAYER_KINDS else "per enc." if kind in BACKBONE_KINDS else "global"
         lines.append(f"  {kind:<9} ({scope:<9}) {len(values)} x {list(values)}")
     lines.append(f"  labels: {len(space.labels())} ({', '.join(list(space.labels())[:7])}, ...)")
     lines.append(f"  distinct architectures: {space.size():,} ({space.size():.3e})")
@@ -151,9 +254,15 @@ def describe(space: SearchSpace) -> str:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m supernet.space",
                                      description="Print a head search space's choices and its exact size.")
-    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="space preset (default: paper)")
+    parser.add_argument("--preset", default="paper",
+                        help=f"a preset ({', '.join(sorted(PRESETS))}) or a backbone space such as small+ffn+conv@6 "
+                             "(default: paper)")
     args = parser.parse_args(argv)
-    print(describe(get_space(args.preset)))
+    try:
+        space = get_space(args.preset)
+    except ValueError as e:
+        parser.error(str(e))
+    print(describe(space))
 
 
 if __name__ == "__main__":

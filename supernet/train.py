@@ -95,6 +95,14 @@ def epoch_batches(data: Encoded, batch_size: int, seed: int, epoch: int) -> list
     return [b for b in batches if len(b) == batch_size] or batches
 
 
+def step_architectures(space: SearchSpace, rng: random.Random, n: int) -> list[dict[str, Any]]:
+    """The ``n`` candidates trained on one batch. In a backbone space they share the first one's
+    encoder choices: one encoder forward per step serves all of them."""
+    archs = [space.sample(rng) for _ in range(n)]
+    shared = {k: archs[0][k] for k in space.backbone_choices(archs[0]) if k in archs[0]}
+    return [{**a, **shared} for a in archs]
+
+
 def probe_architectures(space: SearchSpace, n: int) -> list[dict[str, Any]]:
     """Fixed subnets whose dev score is logged during supernet training (the same in every run)."""
     return [space.sample(random.Random(10_000 + i)) for i in range(n)]
@@ -102,15 +110,16 @@ def probe_architectures(space: SearchSpace, n: int) -> list[dict[str, Any]]:
 
 @torch.no_grad()
 def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size: int = 128,
-                 device: str = "cpu") -> dict[str, torch.Tensor]:
-    """Encoder outputs of a split pooled every way the space allows, computed once and reused."""
+                 device: str = "cpu", choices: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """Encoder outputs of a split pooled every way the space allows, computed once and reused
+    (in a backbone space: by the encoder of ``choices``)."""
     was_training = supernet.training
     supernet.eval()
     chunks: dict[str, list[torch.Tensor]] = {p: [] for p in supernet.space.pool}
     order = np.arange(len(data))  # unsorted: rows stay aligned with labels
     for start in range(0, len(data), batch_size):
         batch = {k: v.to(device) for k, v in pad_batch(data, order[start:start + batch_size], pad_id).items()}
-        for p, feats in supernet.pooled_features(batch).items():
+        for p, feats in supernet.pooled_features(batch, choices=choices).items():
             chunks[p].append(feats.float().cpu())
     supernet.train(was_training)
     return {p: torch.cat(c) for p, c in chunks.items()}
@@ -129,6 +138,20 @@ def score_heads(head: SuperHead, spec: TaskSpec, features: Mapping[str, torch.Te
     return out
 
 
+def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
+                 archs: list[Mapping[str, Any]], device: str) -> list[dict[str, float]]:
+    """Dev metrics of fixed subnets; one encoder pass per distinct backbone (one in a head-only space)."""
+    by_backbone: dict[tuple, list[int]] = {}
+    for i, a in enumerate(archs):
+        by_backbone.setdefault(supernet.space.backbone_key(a), []).append(i)
+    out: list[dict[str, float]] = [{} for _ in archs]
+    for rows in by_backbone.values():
+        feats = dev_features(supernet, dev, pad_id, device=device, choices=archs[rows[0]])
+        for i, scores in zip(rows, score_heads(supernet.head, spec, feats, dev.labels, [archs[r] for r in rows])):
+            out[i] = scores
+    return out
+
+
 def _lr_lambda(total: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -138,9 +161,12 @@ def _lr_lambda(total: int, warmup: int):
 
 
 def make_optimizer(supernet: HeadSupernet, cfg: TrainConfig, total_steps: int):
+    # parameters with no pretrained value (head, new conv blocks) train at the head's rate
+    new = getattr(supernet.encoder, "new_parameters", list)()
+    new_ids = {id(p) for p in new}
+    pretrained = [p for p in supernet.encoder.parameters() if id(p) not in new_ids]
     groups = []
-    for module, lr in ((supernet.encoder, cfg.lr_encoder), (supernet.head, cfg.lr_head)):
-        params = list(module.parameters())
+    for params, lr in ((pretrained, cfg.lr_encoder), (list(supernet.head.parameters()) + new, cfg.lr_head)):
         # no weight decay on biases and norm gains (the 1-D parameters), as BERT fine-tuning does
         groups.append({"params": [p for p in params if p.ndim > 1], "lr": lr, "weight_decay": cfg.weight_decay})
         groups.append({"params": [p for p in params if p.ndim <= 1], "lr": lr, "weight_decay": 0.0})
@@ -209,7 +235,7 @@ class StepLoss(torch.nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor], archs: list[dict[str, Any]]) -> torch.Tensor:
         # in sample order, not a set's: the graph's order fixes the float summation order of the
         # encoder's gradients, and a set's order changes with each process's string hash seed
-        pooled = self.supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)))
+        pooled = self.supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
         loss = sum(loss_fn(self.spec, self.supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
         return loss / len(archs)
 
@@ -246,7 +272,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             rows = batches[step % per_epoch]
             batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(rows), pad_id).items()}
             rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
-            archs = [supernet.space.sample(rng) for _ in range(cfg.heads_per_step)]
+            archs = step_architectures(supernet.space, rng, cfg.heads_per_step)
             with autocast:
                 loss = model(batch, archs)
             mean_loss = optimizer_step(loss, supernet, optimizer, scheduler, cfg.grad_clip, f"step {step}",
@@ -259,8 +285,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
                 writer.add_scalar("train/lr_encoder", scheduler.get_last_lr()[0], step)
                 bar.set_postfix(loss=f"{mean_loss.item():.4f}")
             if main and (step % cfg.eval_every == 0 or step == total):
-                feats = dev_features(supernet, dev, pad_id, device=str(device))
-                for i, scores in enumerate(score_heads(supernet.head, spec, feats, dev.labels, probes)):
+                for i, scores in enumerate(score_probes(supernet, spec, dev, pad_id, probes, str(device))):
                     for name, value in scores.items():
                         writer.add_scalar(f"probe{i}/{name}", value, step)
             if step % cfg.checkpoint_every == 0 or step == total:

@@ -185,6 +185,17 @@ def test_bad_flag_values(capsys, tmp_path, glue_dir, argv, pattern):
     search_refuses(capsys, tmp_path, glue_dir, argv, pattern)
 
 
+@pytest.mark.parametrize("argv,pattern", [
+    (["--space", "tiny+fnn"], r"unknown space 'tiny\+fnn': backbone parts must be distinct ones of \['conv', 'ffn'\]"),
+    (["--strategy", "darts", "--space", "tiny+ffn"], r"--strategy darts learns head choices only; search backbone"),
+    (["--penalty", "latency", "--penalty-weight", "0.1"], r"--penalty latency needs a backbone space"),
+    (["--penalty-weight", "0.1"], r"--penalty-weight needs --penalty params or --penalty latency"),
+    (["--space", "tiny+ffn@4"], r"space 'tiny\+ffn@4' is bound to 4 encoder layers, and the encoder has 2"),
+])
+def test_backbone_space_misuse(capsys, tmp_path, glue_dir, tiny_model_dir, argv, pattern):
+    search_refuses(capsys, tmp_path, glue_dir, ["--model", str(tiny_model_dir), *argv], pattern)
+
+
 # ---- python -m retrain --------------------------------------------------------------------------
 
 def retrain_refuses(capsys, tmp_path, glue_dir, argv, pattern, out=None):
@@ -279,3 +290,14 @@ def test_retrain_nan_loss_stops_without_results(capsys, tmp_path, glue_dir, tiny
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and re.search(r"loss is nan at step \d+ \(seed 1\); lower --lr-encoder/--lr-head", err[0])
     assert not (out / "results.json").exists() and not (out / "linear" / "model.pt").exists()
+
+
+def test_backbone_architecture_on_an_encoder_of_another_depth(capsys, tmp_path, glue_dir):
+    from supernet.arch import Architecture
+    from supernet.space import get_space
+    space = get_space("tiny+ffn@2")
+    f = tmp_path / "a.json"
+    Architecture(space.name, space.reference(), task="mrpc").save(f)
+    retrain_refuses(capsys, tmp_path, glue_dir, [str(f)],
+                    r"a chooses 2 encoder layers \(space 'tiny\+ffn@2'\) and the encoder has 6; pass the "
+                    r"--num-hidden-layers it was searched with")
