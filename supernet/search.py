@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "steps between checkpoints")
     m.add_argument("--heads-per-step", type=int, default=4,
                    help="sampled heads trained per encoder forward (evolution and random)")
+    m.add_argument("--full-backbone-every", type=int, default=2, metavar="N",
+                   help="backbone spaces: every N-th step trains the sampled heads on the full pretrained encoder "
+                        "(all attention, all FFNs), as the sandwich rule trains the largest subnet; 0: uniform only")
     m.add_argument("--eval-every", type=int, default=50, help="steps between probe-subnet dev scores")
     m.add_argument("--calib-samples", type=int, default=512, help="training rows for batch-norm recalibration")
     m.add_argument("--seed", type=int, default=0)
@@ -115,6 +118,7 @@ def configs_from_args(args: argparse.Namespace):
     data = data_config_from_args(args)
     train = TrainConfig(epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size,
                         lr_encoder=args.lr_encoder, lr_head=args.lr_head, heads_per_step=args.heads_per_step,
+                        full_backbone_every=args.full_backbone_every,
                         seed=args.seed, checkpoint_every=args.checkpoint_every, eval_every=args.eval_every,
                         precision=args.precision, device=args.device)
     search = SearchConfig(strategy=args.strategy, trials=args.trials, population=args.population,

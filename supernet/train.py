@@ -63,6 +63,7 @@ class TrainConfig(FineTuneConfig):
     """Supernet fine-tuning: the shared knobs plus SPOS sampling, checkpoints and probes."""
 
     heads_per_step: int = 4
+    full_backbone_every: int = 2  # backbone spaces: every n-th step runs the full pretrained encoder (0: never)
     seed: int = 0
     checkpoint_every: int = 100
     eval_every: int = 50
@@ -72,6 +73,8 @@ class TrainConfig(FineTuneConfig):
         super().__post_init__()
         if self.heads_per_step < 1:
             raise ValueError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
+        if self.full_backbone_every < 0:
+            raise ValueError(f"--full-backbone-every must be >= 0, got {self.full_backbone_every}")
 
 
 def loss_fn(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -95,12 +98,22 @@ def epoch_batches(data: Encoded, batch_size: int, seed: int, epoch: int) -> list
     return [b for b in batches if len(b) == batch_size] or batches
 
 
-def step_architectures(space: SearchSpace, rng: random.Random, n: int) -> list[dict[str, Any]]:
+def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_backbone: bool = False
+                       ) -> list[dict[str, Any]]:
     """The ``n`` candidates trained on one batch. In a backbone space they share the first one's
-    encoder choices: one encoder forward per step serves all of them."""
+    encoder choices (one encoder forward per step serves all of them), or with ``full_backbone``
+    the full pretrained encoder's."""
     archs = [space.sample(rng) for _ in range(n)]
-    shared = {k: archs[0][k] for k in space.backbone_choices(archs[0]) if k in archs[0]}
+    source = space.reference() if full_backbone else archs[0]
+    shared = {k: source[k] for k in space.backbone_choices(source) if k in source}
     return [{**a, **shared} for a in archs]
+
+
+def is_full_backbone_step(cfg: TrainConfig, step: int) -> bool:
+    """Uniform sampling alone rarely runs the pretrained path whole (1 in 8^L steps with +ffn+conv),
+    and its inherited score then says little about it; like the sandwich rule's largest subnet,
+    every n-th step trains it, at no extra encoder forward."""
+    return cfg.full_backbone_every > 0 and step % cfg.full_backbone_every == 0
 
 
 def probe_architectures(space: SearchSpace, n: int) -> list[dict[str, Any]]:
@@ -272,7 +285,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             rows = batches[step % per_epoch]
             batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(rows), pad_id).items()}
             rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
-            archs = step_architectures(supernet.space, rng, cfg.heads_per_step)
+            archs = step_architectures(supernet.space, rng, cfg.heads_per_step, is_full_backbone_step(cfg, step))
             with autocast:
                 loss = model(batch, archs)
             mean_loss = optimizer_step(loss, supernet, optimizer, scheduler, cfg.grad_clip, f"step {step}",

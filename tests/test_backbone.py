@@ -161,6 +161,20 @@ def test_heads_of_one_step_share_the_encoder_choices():
     assert head_only == [get_space("tiny").sample(r) for r in [random.Random(3)] for _ in range(6)]
 
 
+def test_every_nth_step_trains_the_full_pretrained_encoder():
+    from supernet.train import TrainConfig, is_full_backbone_step
+    space = _space()
+    full = {k: v for k, v in space.reference().items() if k.startswith("enc_")}
+    archs = step_architectures(space, random.Random(3), 4, full_backbone=True)
+    assert all({k: a[k] for k in full} == full for a in archs)
+    # the heads are the ones sampled anyway: the rng is consumed the same way
+    assert [a["width_0"] for a in archs] == [a["width_0"] for a in step_architectures(space, random.Random(3), 4)]
+    assert [is_full_backbone_step(TrainConfig(full_backbone_every=3), s) for s in range(6)] == [True, False, False] * 2
+    assert not any(is_full_backbone_step(TrainConfig(full_backbone_every=0), s) for s in range(6))
+    with pytest.raises(ValueError, match="--full-backbone-every must be >= 0"):
+        TrainConfig(full_backbone_every=-1)
+
+
 def test_optimizer_trains_conv_blocks_at_the_head_rate():
     from supernet.train import TrainConfig, make_optimizer
     net = _supernet()
