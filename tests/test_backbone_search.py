@@ -24,6 +24,9 @@ def test_backbone_search_exports_costs_front_and_a_retrainable_architecture(tmp_
     objectives = [a.metrics["objective"] for a in tops]
     assert objectives == sorted(objectives, reverse=True)
     ref = summary["reference_full_encoder_linear_head"]
+    assert objectives[0] >= ref["objective"]  # the full model competes for the export: never exported below it
+    reference = Architecture(tops[0].space, tops[0].search_space.reference())
+    assert summary["best_is_reference"] == (tops[0].key() == reference.key())
     for a in tops:
         assert a.metrics["objective"] == a.metrics["f1"] - 0.5 * a.metrics["params"] / ref["params"]
     assert summary["measured"]["best"]["params"] == tops[0].metrics["params"]
