@@ -27,6 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("architecture", help="an architecture JSON (arch_top1.json of a search run), or 'linear'")
     p.add_argument("--baseline", choices=("none", "linear"), default="none",
                    help="also retrain the standard linear head on the pooler's [CLS] vector")
+    p.add_argument("--init-from", default=None, metavar="RUN_DIR",
+                   help="start the architecture from the trained supernet of this search run (inherited encoder, "
+                        "conv blocks and head) instead of the pretrained encoder and a fresh head; the linear "
+                        "baseline still starts from the pretrained encoder")
     add_data_arguments(p, task_default=None)
     add_retrain_arguments(p.add_argument_group("fine-tuning (the same for every head)"),
                             "encoder (default: the one the architecture was searched on)")
@@ -99,6 +103,22 @@ def check_encoder_depth(heads: list[tuple[str, Architecture]], model: str | None
                              "it was searched with")
 
 
+def inherited_supernet(run_dir: str, heads: list[tuple[str, Architecture]], spec) -> dict[str, Any]:
+    """{architecture head name: the run's trained supernet}, after checking they belong together."""
+    from supernet.search import load_supernet
+    name, arch = heads[0]
+    if name == "linear":
+        raise ValueError("--init-from applies to a searched architecture; give its JSON instead of 'linear'")
+    supernet = load_supernet(run_dir)
+    if supernet.space.name != arch.space:
+        raise ValueError(f"--init-from {run_dir}: its supernet is space {supernet.space.name!r}, and {name} is "
+                         f"space {arch.space!r}; pass the run that exported it")
+    if supernet.num_labels != spec.num_labels:
+        raise ValueError(f"--init-from {run_dir}: its supernet has {supernet.num_labels} labels, and the task "
+                         f"{spec.num_labels}")
+    return {name: supernet}
+
+
 def prepare_data(data_cfg, model: str | None):
     """(task spec, encoded train split, encoded dev split, pad id) for ``data_cfg``."""
     spec, splits = load_splits(data_cfg)
@@ -124,13 +144,14 @@ def run(args) -> dict[str, Any]:
     spec, train, dev, pad_id = prepare_data(data_cfg, args.model)
     check_label_count(heads, spec)
     check_encoder_depth(heads, args.model, args.num_hidden_layers)
+    inherit = inherited_supernet(args.init_from, heads, spec) if args.init_from else None
     out = None
     if main:
         out = claim_output_dir(Path(args.output_dir or f"logs/retrain-{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                                args.overwrite, "results", "--resume keeps its finished seeds", keep=args.resume)
         print(f"output directory: {out}", flush=True)
     out = distributed.broadcast(out)
-    results = retrain_heads(heads, spec, train, dev, pad_id, cfg, out, args.model, args.num_hidden_layers)
+    results = retrain_heads(heads, spec, train, dev, pad_id, cfg, out, args.model, args.num_hidden_layers, inherit)
     if main:
         print(markdown_table(results, spec.metrics), end="")
     return results

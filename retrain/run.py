@@ -182,8 +182,11 @@ def load_model(path: str | Path) -> FrozenModel:
 
 
 def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
-                  cfg: RetrainConfig, out: Path, model: str | None, num_hidden_layers: int | None) -> dict[str, Any]:
+                  cfg: RetrainConfig, out: Path, model: str | None, num_hidden_layers: int | None,
+                  inherit: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune every head for every seed (same loop and budget); finished seeds in ``out`` are kept.
+    A head named in ``inherit`` starts from that trained supernet's weights (``freeze`` of its
+    choices: encoder, conv blocks and head as the search scored them), not from the pretrained encoder.
     Writes per seed ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``,
     and ``results.json`` / ``results.md`` in ``out``."""
     hidden = AutoConfig.from_pretrained(resolve_model(model)).hidden_size
@@ -198,7 +201,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
                 per_seed[seed] = json.loads(done.read_text())
                 continue
             torch.manual_seed(seed)  # the head's initial weights
-            net = build_model(arch, load_encoder(model, num_hidden_layers), spec.num_labels)
+            net = (inherit[name].freeze(arch.choices) if name in (inherit or {})
+                   else build_model(arch, load_encoder(model, num_hidden_layers), spec.num_labels))
             ckpt = seed_dir / CHECKPOINT  # an unfinished seed continues from here (resume)
             r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
                           checkpoint=ckpt)
@@ -218,6 +222,7 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
                           .parameters())
         seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
+                                  "init": "supernet" if name in (inherit or {}) else "pretrained encoder",
                                   "parameters": seeds[0]["parameters"] if seeds else None,
                                   "dev_latency_ms": statistics.median(r["dev_latency_ms"] for r in seeds)
                                   if seeds else None,

@@ -80,20 +80,15 @@ def probe_accuracy(features: torch.Tensor, labels: np.ndarray, train_rows: np.nd
 
 def load_any_encoder(source: str) -> tuple[torch.nn.Module, str]:
     """(encoder, tokenizer source) from a model dir / hub id, a retrained model.pt or a search run dir."""
-    from .encoder import load_encoder, resolve_model
+    from .encoder import load_encoder
     path = Path(source)
     if path.is_dir() and (path / "run_config.json").is_file():
-        cfg = json.loads((path / "run_config.json").read_text())["run"]
-        encoder = load_encoder(cfg["model"], cfg["num_hidden_layers"])
-        from .train import load_checkpoint
-        state = load_checkpoint(path / "checkpoint.pt")["model"]
-        encoder_state = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-        from .space import bind_space
-        space = bind_space(cfg["space"], encoder.config.num_hidden_layers)
-        if not space.has_backbone:
-            encoder.load_state_dict(encoder_state)
-            return encoder, cfg["model"]
-        return _searched_backbone(path, encoder, space, encoder_state), cfg["model"]
+        from .search import load_supernet
+        supernet = load_supernet(path)
+        model = json.loads((path / "run_config.json").read_text())["run"]["model"]
+        if not supernet.space.has_backbone:
+            return supernet.encoder, model
+        return _searched_backbone(path, supernet), model
     if path.is_file() and path.suffix == ".pt":
         from retrain.run import load_model
         state = torch.load(path, map_location="cpu", weights_only=False)
@@ -101,17 +96,14 @@ def load_any_encoder(source: str) -> tuple[torch.nn.Module, str]:
     return load_encoder(source), source
 
 
-def _searched_backbone(run_dir: Path, encoder: torch.nn.Module, space, state: dict) -> torch.nn.Module:
+def _searched_backbone(run_dir: Path, supernet) -> torch.nn.Module:
     """The frozen encoder of the run's best architecture, with the supernet's trained weights."""
     from .arch import Architecture
-    from .backbone import SuperBackbone
     top = run_dir / "arch_top1.json"
     if not top.is_file():
-        raise ValueError(f"{run_dir} searched backbone space {space.name!r} and has no arch_top1.json yet "
+        raise ValueError(f"{run_dir} searched backbone space {supernet.space.name!r} and has no arch_top1.json yet "
                          "(finish the search with --resume)")
-    backbone = SuperBackbone(encoder, space)
-    backbone.load_state_dict(state)
-    return backbone.freeze(Architecture.load(top).choices)
+    return supernet.encoder.freeze(Architecture.load(top).choices)
 
 
 def heatmap(matrix: np.ndarray, names: tuple[str, str], path: Path) -> None:

@@ -370,6 +370,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def load_supernet(run_dir: str | Path):
+    """The trained supernet of a search run (its ``checkpoint.pt``), on CPU, in eval mode."""
+    from .model import HeadSupernet
+    from .space import bind_space
+    from .train import CHECKPOINT, load_checkpoint
+    run_dir = Path(run_dir)
+    if not (run_dir / RUN_CONFIG).is_file() or not (run_dir / CHECKPOINT).is_file():
+        raise ValueError(f"{run_dir} is not a search run with a trained supernet (no {RUN_CONFIG} / {CHECKPOINT})")
+    cfg = json.loads((run_dir / RUN_CONFIG).read_text())["run"]
+    encoder = load_encoder(cfg["model"], cfg["num_hidden_layers"])
+    state = load_checkpoint(run_dir / CHECKPOINT)["model"]
+    num_labels = state["head.classifier.linear.weight"].shape[0]
+    supernet = HeadSupernet(encoder, bind_space(cfg["space"], encoder.config.num_hidden_layers), num_labels)
+    supernet.load_state_dict(state)
+    return supernet.eval()
+
+
 def _check_strategy_space(search_cfg, space) -> None:
     if space.has_backbone and search_cfg.strategy in ONE_SHOT:
         raise ValueError(f"--strategy {search_cfg.strategy} learns head choices only; search backbone space "

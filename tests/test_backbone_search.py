@@ -79,3 +79,36 @@ def test_analyze_compares_the_pretrained_encoder_with_a_searched_backbone(tmp_pa
     assert abs(result["cka"][0][0] - 1.0) < 1e-9
     # layer 0 without its FFN computes something else (in a random tiny BERT the FFN's share is small)
     assert result["cka"][1][1] < 1.0 - 1e-6
+
+
+def test_retrain_can_start_from_the_supernet(tmp_path, glue_dir, tiny_model_dir, capsys):
+    """--init-from: the architecture starts from the supernet's weights (here kept by learning rate 0),
+    the linear baseline from the pretrained encoder; a directory that is no run is refused."""
+    import torch
+
+    from retrain.run import load_model
+    from supernet.search import load_supernet
+    run = tmp_path / "run"
+    assert search_main([*FAST, "--glue-dir", str(glue_dir), "--model", str(tiny_model_dir), "--space",
+                        "tiny+ffn+conv", "--trials", "4", "--output-dir", str(run)]) == 0
+    common = ["--glue-dir", str(glue_dir), "--model", str(tiny_model_dir), "--max-train-samples", "32",
+              "--max-eval-samples", "32", "--max-steps", "1", "--batch-size", "16", "--seeds", "1",
+              "--lr-encoder", "0", "--lr-head", "0"]
+    out = tmp_path / "retrain"
+    assert retrain_main([str(run / "arch_top1.json"), "--baseline", "linear", "--init-from", str(run), *common,
+                         "--output-dir", str(out)]) == 0
+    heads = json.loads((out / "results.json").read_text())["heads"]
+    assert heads["arch_top1"]["init"] == "supernet" and heads["linear"]["init"] == "pretrained encoder"
+    supernet = load_supernet(run)
+    top = Architecture.load(run / "arch_top1.json")
+    expected = supernet.freeze(top.choices).state_dict()
+    got = load_model(out / "arch_top1" / "model.pt").state_dict()
+    weights = [k for k in expected if "running_" not in k and "num_batches" not in k]
+    assert all(torch.equal(got[k], expected[k]) for k in weights)
+    pretrained = load_model(out / "linear" / "model.pt").encoder.embeddings.word_embeddings.weight
+    assert not torch.equal(pretrained, supernet.encoder.embeddings.word_embeddings.weight)  # the search trained it
+
+    assert retrain_main([str(run / "arch_top1.json"), "--init-from", str(tmp_path), *common,
+                         "--output-dir", str(tmp_path / "r2")]) == 2
+    assert "is not a search run with a trained supernet" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()
