@@ -1,6 +1,6 @@
 #!/bin/bash
 # Searched backbone + head vs the full encoder + linear head, on MiniLM-L6 (all 6 layers), SST-2.
-#   bench/backbone_compare.sh [OUT_DIR]    (default logs/backbone-compare; about 45 min on 2 CPU cores)
+#   bench/backbone_compare.sh [OUT_DIR]    (default logs/backbone-compare; about 20 min on 2 CPU cores)
 # 1. one supernet over space small+ffn+conv (per layer: FFN keep/skip; attention/conv3/conv7/conv15),
 #    evolution for 48 trials maximising accuracy - 0.2 x latency / latency(full encoder);
 # 2. retrain arch_top1.json (from the pretrained encoder) and the linear baseline with the same loop,

@@ -34,10 +34,13 @@ from nni.nas.nn.pytorch import ModelSpace
 
 from supernet.arch import atomic_torch_save, atomic_write_text
 from supernet.cost import Objective
+from supernet.nni_compat import patch_nnictl_lock
 from supernet.space import get_space
 
 from . import MULTI_TRIAL, STRATEGIES
 from .scoring import cached_scorer
+
+patch_nnictl_lock()  # NNI's experiment lock hangs with filelock >= 3.12 (see nni_compat)
 
 
 class Candidate(nn.Module):

@@ -53,12 +53,16 @@ class Objective:
         return scores[metric] - self.weight * scores[key] / reference[key]
 
 
-def _median_ms(fn, repeats: int) -> float:
+def _median_ms(fn, repeats: int, device: torch.device | str = "cpu") -> float:
+    # CUDA kernels run asynchronously: without a sync the clock would time their launch only
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     fn()  # warm-up: first calls allocate
+    sync()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t0)
     return 1000 * statistics.median(times)
 
@@ -71,16 +75,16 @@ def latency_table(backbone: nn.Module, batch: Mapping[str, torch.Tensor], repeat
     was_training = backbone.training
     backbone.eval()
     ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-    n = ids.shape[0]
+    n, dev = ids.shape[0], ids.device
     x = backbone.embeddings(input_ids=ids, token_type_ids=types)
     layer = backbone.layers[0]
-    table = {"embeddings": _median_ms(lambda: backbone.embeddings(input_ids=ids, token_type_ids=types), repeats) / n,
-             "ffn": _median_ms(lambda: layer.ffn(x), repeats) / n,
-             "pooler": _median_ms(lambda: backbone.pooler(x), repeats) / n if backbone.pooler is not None else 0.0}
+    table = {"embeddings": _median_ms(lambda: backbone.embeddings(input_ids=ids, token_type_ids=types), repeats, dev) / n,
+             "ffn": _median_ms(lambda: layer.ffn(x), repeats, dev) / n,
+             "pooler": _median_ms(lambda: backbone.pooler(x), repeats, dev) / n if backbone.pooler is not None else 0.0}
     for mixer in backbone.space.mixer:
         kernel = MIXERS[mixer]
         run = (lambda: layer.attention(x, mask)) if kernel is None else (lambda k=kernel: layer.conv(x, mask, k))
-        table[mixer] = _median_ms(run, repeats) / n
+        table[mixer] = _median_ms(run, repeats, dev) / n
     backbone.train(was_training)
     return table
 
@@ -108,9 +112,7 @@ def dev_latency_ms(model: nn.Module, data: Encoded, pad_id: int, device: str = "
     def one_pass():
         for b in batches:
             model(**b)
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-    ms = _median_ms(one_pass, repeats) / len(data)
+    ms = _median_ms(one_pass, repeats, device) / len(data)
     model.train(was_training)
     return ms
 

@@ -12,9 +12,22 @@
    ``strategies.oneshot`` (importing NNI's one-shot code pulls in Lightning; ``supernet`` stays light).
 3. ``nnictl`` imports ``pkg_resources``, which setuptools >= 81 no longer ships: setuptools is
    pinned below 81 in setup.cfg / requirements.txt (nothing to patch at run time).
+4. Every experiment start (web UI or not) takes ``nnictl``'s ``SimplePreemptiveLock`` on
+   ``~/.local/nni/experiments/.experiment``. That class subclasses ``filelock.SoftFileLock`` but
+   records the lock in ``self._lock_file_fd``, an attribute filelock stopped reading in 3.12 (its
+   state moved to ``self._context``): with a newer filelock the lock never counts as taken and the
+   start polls forever, silently (seen on the GPU machine's image, filelock 3.2x: the search hung
+   at "run directory:" until killed). requirements.txt pins filelock 3.11, but ``pip install .``
+   beside a newer torch need not. ``patch_nnictl_lock()`` gives the class its own acquire/release
+   with NNI's semantics (a ``<lock>.<pid>`` file made with O_EXCL; other processes' files younger
+   than ``stale`` seconds block) and no dependence on filelock's internals. Applied by
+   ``strategies.evolution``, which starts the experiments.
 """
 from __future__ import annotations
 
+import glob
+import os
+import time
 import warnings
 # Seen working here without a patch: Experiment.view of our NAS runs (their stored searchSpace is {}).
 
@@ -39,3 +52,63 @@ def _ordered_arch_parameters(self) -> list:
 def patch_darts_arch_parameter_order() -> None:
     from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
     DartsLightningModule.arch_parameters = _ordered_arch_parameters
+
+
+def _lock_files_blocking(lock) -> list[str]:
+    """Other holders' ``<lock>.<pid>`` files that still count (younger than ``stale``, or any if stale < 0)."""
+    now, out = time.time(), []
+    for name in glob.glob(glob.escape(lock._compat_base) + ".*"):
+        try:
+            age = now - os.stat(name).st_mtime
+        except OSError:  # released meanwhile
+            continue
+        if lock._stale < 0 or age < lock._stale:
+            out.append(name)
+    return out
+
+
+def _lock_acquire(self, timeout=None, poll_interval: float = 0.05, **_):
+    depth = getattr(self, "_compat_depth", 0)
+    if depth == 0:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC
+        while True:
+            if not _lock_files_blocking(self):
+                try:
+                    self._compat_fd = os.open(self._lock_file_name, flags)
+                    break
+                except OSError:
+                    pass
+            time.sleep(poll_interval)
+    self._compat_depth = depth + 1  # re-entrant, like filelock's locks
+    return self
+
+
+def _lock_release(self, force: bool = False) -> None:
+    depth = 0 if force else getattr(self, "_compat_depth", 0) - 1
+    if depth <= 0 and getattr(self, "_compat_fd", None) is not None:
+        os.close(self._compat_fd)
+        self._compat_fd = None
+        try:
+            os.remove(self._lock_file_name)
+        except OSError:
+            pass
+    self._compat_depth = max(depth, 0)
+
+
+def patch_nnictl_lock() -> None:
+    from nni.tools.nnictl.common_utils import SimplePreemptiveLock
+    if getattr(SimplePreemptiveLock, "_compat_patched", False):
+        return
+    original_init = SimplePreemptiveLock.__init__
+
+    def __init__(self, lock_file, stale=-1):
+        original_init(self, lock_file, stale=stale)
+        self._compat_base = lock_file  # NNI names its per-process files "<lock_file>.<pid>"
+
+    SimplePreemptiveLock.__init__ = __init__
+    SimplePreemptiveLock.acquire = _lock_acquire
+    SimplePreemptiveLock.release = _lock_release
+    SimplePreemptiveLock.__enter__ = lambda self: self.acquire()
+    SimplePreemptiveLock.__exit__ = lambda self, *exc: self.release()
+    SimplePreemptiveLock.is_locked = property(lambda self: getattr(self, "_compat_depth", 0) > 0)
+    SimplePreemptiveLock._compat_patched = True

@@ -44,3 +44,59 @@ def test_darts_arch_parameters_keep_module_order_after_the_patch():
     alphas = [nn.Parameter(torch.zeros(n)) for n in range(2, 40)]
     fake = type("Fake", (), {"supernet_modules": lambda self: [Holder(alphas[:20]), Holder(alphas[10:])]})()
     assert DartsLightningModule.arch_parameters(fake) == alphas  # module order, each once
+
+
+_HOLD = """
+import sys, time
+import strategies.evolution  # noqa: F401  (applies the lock patch)
+from nni.tools.nnictl.common_utils import SimplePreemptiveLock
+lock = SimplePreemptiveLock(sys.argv[1], stale=-1)
+with lock:
+    print("got", flush=True)
+"""
+
+
+def _lock(path, stale=-1):
+    import strategies.evolution  # noqa: F401  (applies the patch)
+    from nni.tools.nnictl.common_utils import SimplePreemptiveLock
+    return SimplePreemptiveLock(str(path), stale=stale)
+
+
+def test_nnictl_lock_is_patched_and_reentrant(tmp_path):
+    import os
+    lock = _lock(tmp_path / "x.lock")
+    held = tmp_path / f"x.lock.{os.getpid()}"
+    with lock:
+        with lock:  # re-entrant, as filelock's locks are
+            assert held.exists() and lock.is_locked
+        assert held.exists()
+    assert not held.exists() and not lock.is_locked
+
+
+def test_nnictl_lock_blocks_another_process_until_released(tmp_path):
+    import time
+    lock = _lock(tmp_path / "x.lock")
+    lock.acquire()
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / "x.lock")], cwd=ROOT,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None  # waiting for our lock
+    finally:
+        lock.release()
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and out.strip() == "got"
+
+
+def test_nnictl_lock_ignores_a_stale_holder(tmp_path):
+    import os
+    import time
+    dead = tmp_path / "x.lock.999999"
+    dead.write_text("")
+    old = time.time() - 10
+    os.utime(dead, (old, old))
+    lock = _lock(tmp_path / "x.lock", stale=2)  # NNI's experiment list uses stale=2
+    t = time.perf_counter()
+    with lock:
+        assert lock.is_locked
+    assert time.perf_counter() - t < 5
