@@ -24,7 +24,6 @@ import argparse
 import json
 import math
 import platform
-import random
 import shutil
 import statistics
 import tempfile
@@ -34,7 +33,7 @@ from pathlib import Path
 import torch
 
 from retrain.run import RetrainConfig, build_model, fine_tune, linear_architecture
-from strategies.scoring import CandidateScorer, save_search_state
+from strategies.scoring import save_search_state
 from supernet.data import DataConfig, TRAIN, encode, load_splits
 from supernet.encoder import load_encoder, load_tokenizer, resolve_model
 from supernet.model import HeadSupernet
@@ -78,14 +77,14 @@ def slope(run, n1: int, n2: int, batch: int) -> float:
 
 
 def measure_task(args, task: str, model_dir: str, batches: list[int]) -> dict:
-    data_cfg = DataConfig(task=task, glue_dir=args.glue_dir, max_eval_samples=64)
+    data_cfg = DataConfig(task=task, glue_dir=args.glue_dir)
     spec, splits = load_splits(data_cfg)
     tok = load_tokenizer(model_dir)
     pad = tok.pad_token_id or 0
     train = encode(splits[TRAIN], tok, data_cfg.max_length, None)
-    dev_small = encode(splits[spec.dev_splits[0]], tok, data_cfg.max_length, None)
-    full_dev = encode(load_splits(DataConfig(task=task, glue_dir=args.glue_dir))[1][spec.dev_splits[0]], tok,
-                      data_cfg.max_length, None)
+    full_dev = encode(splits[spec.dev_splits[0]], tok, data_cfg.max_length, None)
+    # the fine-tunes' final evaluation: a few rows, so that it costs little beside the timed steps
+    dev_small = encode(splits[spec.dev_splits[0]].head(64), tok, data_cfg.max_length, None)
     common = dict(device=args.device, precision=args.precision)
 
     def plain(b: int):
@@ -142,13 +141,8 @@ def measure_task(args, task: str, model_dir: str, batches: list[int]) -> dict:
         net.cpu()
         save_search_state(state, net.head, spec.metrics, {k: v.cpu() for k, v in feats.items()}, full_dev.labels,
                           {k: v.cpu() for k, v in cal.items()})
-        scorer = CandidateScorer.from_file(state)
-        rng = random.Random(0)
-        cands = [space.sample(rng) for _ in range(args.candidates)]
-        t = time.perf_counter()
-        for c in cands:
-            scorer.score(c)
-        out["scoring_per_minute"] = 60 * len(cands) / (time.perf_counter() - t)
+        from search_throughput import scoring_per_minute  # a sibling script (here on sys.path[0])
+        out["scoring_per_minute"] = scoring_per_minute(state, space, args.candidates)
     print(f"{task}: dev encoder outputs {out['features_seq_per_s']:,.0f} seq/s; scoring "
           f"{out['scoring_per_minute']:,.0f} candidates/min (on the CPU, as in a search)", flush=True)
     return out

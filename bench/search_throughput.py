@@ -65,6 +65,17 @@ def trial_events(work_dir: Path) -> tuple[list[float], list[float]]:
     return runs, gaps
 
 
+def scoring_per_minute(state: Path, space, n: int) -> float:
+    """Candidates scored per minute from a search state (``n`` fixed random candidates, one process)."""
+    scorer = CandidateScorer.from_file(state)
+    rng = random.Random(0)
+    cands = [space.sample(rng) for _ in range(n)]
+    t = time.perf_counter()
+    for c in cands:
+        scorer.score(c)
+    return 60 * len(cands) / (time.perf_counter() - t)
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     data_cfg = DataConfig(task=args.task, glue_dir=args.glue_dir)
@@ -86,13 +97,7 @@ def main(argv=None) -> dict:
         state = d / "search_state.pt"
         save_search_state(state, net.head, spec.metrics, feats, dev.labels, cal)
 
-        scorer = CandidateScorer.from_file(state)
-        rng = random.Random(0)
-        cands = [space.sample(rng) for _ in range(args.candidates)]
-        t = time.perf_counter()
-        for c in cands:
-            scorer.score(c)
-        out["scoring_per_minute"] = 60 * len(cands) / (time.perf_counter() - t)
+        out["scoring_per_minute"] = scoring_per_minute(state, space, args.candidates)
 
         cfg = SearchConfig(trials=args.candidates, webui=False)
         t = time.perf_counter()

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from supernet import distributed
 from supernet.arch import Architecture, atomic_torch_save, atomic_write_text
 from supernet.backbone import modified_encoder
-from supernet.cost import dev_latency_ms
+from supernet.cost import model_costs
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.encoder import encoder_id, load_encoder, resolve_model
 from supernet.metrics import compute_metrics
@@ -208,8 +208,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: 
                           checkpoint=ckpt)
             best = max((p["metrics"][spec.main_metric] for p in per_seed.values()), default=None)
             if distributed.is_main():
-                r["parameters"] = sum(p.numel() for p in net.parameters())
-                r["dev_latency_ms"] = dev_latency_ms(net, dev, pad_id, cfg.device)
+                costs = model_costs(net, dev, pad_id, cfg.device)
+                r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]
             per_seed[seed] = r
             if distributed.is_main():
                 # the model before the result: a kill in between reruns the seed instead of losing its model

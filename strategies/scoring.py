@@ -57,13 +57,14 @@ def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, cali
     space = supernet.space
     linear = space.reference()  # full encoder, linear head
     head_linear = supernet.head.hidden_size * supernet.num_labels + supernet.num_labels
-    reference = {"params": supernet.encoder_parameters(linear) + head_linear}
+    encoder_params = supernet.encoder_parameters(linear)
+    reference = {"params": encoder_params + head_linear}
     table = None
     if space.has_backbone:
         sample = {k: v.to(device) for k, v in pad_batch(dev, np.arange(min(32, len(dev))), pad_id).items()}
         table = latency_table(supernet.encoder, sample)
         reference["latency_ms"] = predicted_latency(space, table, linear)
-    costs = {"encoder_params": supernet.encoder_parameters(linear), "latency_table": table, "reference": reference,
+    costs = {"encoder_params": encoder_params, "latency_table": table, "reference": reference,
              "objective": asdict(objective)}
     if not space.has_backbone:
         save_search_state(path, supernet.head, metrics, dev_features(supernet, dev, pad_id, device=device),
@@ -123,11 +124,12 @@ class CandidateScorer:
         self._cache.move_to_end(key)
         return self._cache[key]
 
-    def cost(self, choices: Mapping[str, Any]) -> dict[str, float]:
-        """Parameters of the frozen model (and lookup-table latency in a backbone space); {} if unknown."""
+    def cost(self, choices: Mapping[str, Any], head: nn.Module | None = None) -> dict[str, float]:
+        """Parameters of the frozen model (and lookup-table latency in a backbone space); {} if unknown.
+        ``head``: the candidate's frozen head, when the caller already built it."""
         if not self.costs:
             return {}
-        head = sum(p.numel() for p in self.head.freeze(choices).parameters())
+        head = sum(p.numel() for p in (head if head is not None else self.head.freeze(choices)).parameters())
         encoder = self.supernet.encoder_parameters(choices) if self.supernet is not None else self.costs["encoder_params"]
         out = {"params": float(encoder + head)}
         if self.costs.get("latency_table"):
@@ -162,7 +164,7 @@ class CandidateScorer:
         head = self.head.freeze(choices).eval()
         self._recalibrate(head, choices)
         outputs = head(self.features(choices, "dev")[choices["pool"]]).numpy()
-        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices)}
+        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, head)}
         if self.objective.active:
             scores["objective"] = self.objective_value(scores)
         return scores

@@ -117,6 +117,12 @@ def dev_latency_ms(model: nn.Module, data: Encoded, pad_id: int, device: str = "
     return ms
 
 
+def model_costs(model: nn.Module, data: Encoded, pad_id: int, device: str = "cpu") -> dict[str, float]:
+    """What a plain model costs for real: its parameters and measured dev latency (ms / example)."""
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "dev_latency_ms": dev_latency_ms(model, data, pad_id, device)}
+
+
 def pareto_front(points: list[dict[str, Any]], cost: str, metric: str) -> list[dict[str, Any]]:
     """The points no other point beats on both (lower ``cost``, higher ``metric``), by increasing cost."""
     front, best = [], -np.inf

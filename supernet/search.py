@@ -225,10 +225,8 @@ def write_pareto(trials: list[dict], scorer, reference: dict[str, Any], run_dir:
 
 def measured_costs(supernet, choices: dict, dev, pad_id: int, device: str) -> dict[str, float]:
     """Parameters and measured dev-set latency (ms / example) of the frozen model of ``choices``."""
-    from .cost import dev_latency_ms
-    model = supernet.freeze(choices).to(device)
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "dev_latency_ms": dev_latency_ms(model, dev, pad_id, device)}
+    from .cost import model_costs
+    return model_costs(supernet.freeze(choices).to(device), dev, pad_id, device)
 
 
 def _train(search_cfg, supernet, spec, train, dev, pad_id, train_cfg, oneshot_cfg, run_dir, resume):
