@@ -117,6 +117,10 @@ def measure_task(args, task: str, model_dir: str, batches: list[int]) -> dict:
     out: dict = {"train_rows": len(train), "dev_rows": len(full_dev), "num_labels": spec.num_labels,
                  "mean_tokens": float(train.lengths.mean()), "plain_seq_per_s": {}, "supernet_seq_per_s": {}}
     n1, n2 = args.steps
+    # one untimed run of each arm first: the process's first fine-tune pays one-off costs (CUDA
+    # context, kernel selection, file cache) that would otherwise shorten t(n2) - t(n1) of repeat 1
+    plain(batches[0])(n1)
+    supernet(batches[0])(n1)
     for b in batches:
         out["plain_seq_per_s"][b] = statistics.median(slope(plain(b), n1, n2, b) for _ in range(args.repeats))
         out["supernet_seq_per_s"][b] = statistics.median(slope(supernet(b), n1, n2, b) for _ in range(args.repeats))
