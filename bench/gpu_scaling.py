@@ -32,13 +32,16 @@ from pathlib import Path
 
 import torch
 
-from retrain.run import RetrainConfig, build_model, fine_tune, linear_architecture
-from strategies.scoring import save_search_state
+from retrain.run import RetrainConfig, fine_tune
+from supernet.arch import linear_architecture
+from supernet.model import build_model
+from supernet.scoring import save_search_state
 from supernet.data import DataConfig, TRAIN, encode, load_splits
 from supernet.encoder import load_encoder, load_tokenizer, resolve_model
 from supernet.model import HeadSupernet
 from supernet.space import get_space
-from supernet.train import TrainConfig, dev_features, train_supernet
+from supernet.scoring import dev_features
+from supernet.train import TrainConfig, train_supernet
 
 # Shapes of the encoders the table speaks of (BertConfig keys); the weights are random.
 ENCODERS = {

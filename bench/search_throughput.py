@@ -28,13 +28,14 @@ from pathlib import Path
 
 import torch
 
-from strategies.evolution import SearchConfig, run_experiment
-from strategies.scoring import CandidateScorer, save_search_state
+from strategies.config import SearchConfig
+from strategies.evolution import run_experiment
+from supernet.scoring import CandidateScorer, save_search_state
 from supernet.data import DataConfig, TRAIN, encode, load_splits
 from supernet.encoder import load_encoder, load_tokenizer
 from supernet.model import HeadSupernet
 from supernet.space import get_space
-from supernet.train import dev_features
+from supernet.scoring import dev_features
 
 ROOT = Path(__file__).resolve().parents[1]
 

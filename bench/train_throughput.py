@@ -20,7 +20,9 @@ from pathlib import Path
 
 import torch
 
-from retrain.run import RetrainConfig, build_model, fine_tune, linear_architecture
+from retrain.run import RetrainConfig, fine_tune
+from supernet.arch import linear_architecture
+from supernet.model import build_model
 from supernet.data import DataConfig, TRAIN, encode, load_splits
 from supernet.encoder import load_encoder, load_tokenizer
 from supernet.model import HeadSupernet

@@ -3,87 +3,63 @@
 A retrained model is ``FrozenModel(encoder from_pretrained, pooling, plain_head(choices))``: no
 NNI at training or inference time. The encoder starts from its pretrained weights and the head
 from PyTorch's default initialisation, so a searched head and the linear baseline get exactly the
-same loop, budget and seeds.
+same loop (``supernet.loop``), budget and seeds.
 """
 from __future__ import annotations
 
 import json
-import math
 import statistics
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-from transformers import AutoConfig
-from torch.utils.tensorboard import SummaryWriter
-from tqdm.auto import tqdm
 
 from supernet import distributed
-from supernet.arch import Architecture, atomic_torch_save, atomic_write_text
-from supernet.backbone import modified_encoder
+from supernet.arch import Architecture, linear_architecture
+from supernet.config import Config, arg
 from supernet.cost import model_costs
-from supernet.data import Encoded, batch_indices, pad_batch
-from supernet.encoder import encoder_id, load_encoder, resolve_model
-from supernet.metrics import compute_metrics
-from supernet.model import FrozenModel, plain_head
-from supernet.space import get_space
-from supernet.tasks import TaskSpec
-from supernet.train import (FineTuneConfig, epoch_batches, loss_fn, make_optimizer, optimizer_step, restore_checkpoint,
-                            save_checkpoint, steps_per_epoch)
+from supernet.data import DataConfig, Encoded, TaskData, pad_batch
+from supernet.encoder import EncoderConfig, resolve_model
+from supernet.errors import InputError
+from supernet.files import atomic_write_json, atomic_write_text, read_json
+from supernet.loop import (EpochBatches, FineTuneConfig, Loop, loss_fn, make_optimizer, resume_progress,
+                           steps_per_epoch)
+from supernet.model import FrozenModel, build_model, plain_head, save_model
+from supernet.scoring import evaluate
+from supernet.tasks import TASKS, TaskSpec
+from supernet.train import load_supernet
 
-# BertForSequenceClassification's head: the pooler's [CLS] vector, then one linear layer
-LINEAR_CHOICES = {"pool": "pooler", "depth": 0}
 MODEL_FILE = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
+SETTINGS = "settings.json"  # per head: what its seeds were trained with (a resume must match it)
+_NOT_RESULT_SETTINGS = ("seeds", "device", "checkpoint_every")  # do not change what a seed computes
 
 
 @dataclass(frozen=True)
 class RetrainConfig(FineTuneConfig):
     """Fine-tuning budget shared by every head compared, and the seeds."""
 
-    epochs: float = 3.0
-    seeds: tuple[int, ...] = (1, 2, 3)
-    checkpoint_every: int = 100
+    epochs: float = arg(3.0, "fine-tuning epochs")
+    seeds: tuple[int, ...] = arg((1, 2, 3), "comma-separated seeds, one fine-tune each")
 
     def __post_init__(self):
         super().__post_init__()
-        if self.checkpoint_every < 1:
-            raise ValueError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"--seeds must be distinct integers, got {self.seeds}")
+            raise InputError(f"--seeds must be distinct integers, got {self.seeds}")
 
 
-def linear_architecture(task: str, encoder: str) -> Architecture:
-    """The standard baseline as an architecture record of the ``paper`` space."""
-    return Architecture("paper", get_space("paper").canonical(LINEAR_CHOICES), encoder=encoder, task=task)
+@dataclass(frozen=True)
+class HeadsConfig(Config):
+    """Which heads ``python -m retrain`` trains besides the architecture given."""
 
-
-def build_model(arch: Architecture, encoder: torch.nn.Module, num_labels: int) -> FrozenModel:
-    """Plain model of ``arch`` on a pretrained encoder: in a backbone space the encoder is first
-    modified (FFNs skipped, conv blocks in place of attention; conv blocks start fresh)."""
-    space = arch.search_space
-    if space.has_backbone and encoder.config.num_hidden_layers != space.encoder_layers:
-        raise ValueError(f"the architecture's space {space.name!r} has {space.encoder_layers} encoder layers, and the "
-                         f"encoder has {encoder.config.num_hidden_layers}; pass the --model / --num-hidden-layers "
-                         "it was searched with")
-    head = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
-    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head)
-
-
-@torch.no_grad()
-def evaluate(model: FrozenModel, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
-             batch_size: int = 128) -> dict[str, float]:
-    was_training = model.training
-    model.eval()
-    outputs = []
-    for index in batch_indices(data, batch_size, shuffle=False, bucket=False):
-        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items()}
-        outputs.append(model(**batch).float().cpu())
-    model.train(was_training)
-    return compute_metrics(spec.metrics, torch.cat(outputs).numpy(), data.labels)
+    baseline: str = arg("none", "also retrain the standard linear head on the pooler's [CLS] vector",
+                        choices=("none", "linear"))
+    init_from: str | None = arg(None, "start the architecture from the trained supernet of this search run "
+                                      "(inherited encoder, conv blocks and head) instead of the pretrained encoder and "
+                                      "a fresh head; the linear baseline still starts from the pretrained encoder",
+                                metavar="RUN_DIR")
 
 
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
@@ -98,52 +74,22 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     model.to(device).train()
     distributed.check_batch(cfg.batch_size)
     trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
-    main = distributed.is_main()
-    per_epoch = steps_per_epoch(len(train), cfg.batch_size)
-    total = cfg.max_steps or math.ceil(cfg.epochs * per_epoch)
-    eval_every = eval_every or per_epoch
+    total = cfg.total_steps(len(train))
     optimizer, scheduler = make_optimizer(model, cfg, total)
-    start, history, spent = 0, [], 0.0
-    if checkpoint is not None and checkpoint.is_file():
-        start, extra = restore_checkpoint(checkpoint, model, optimizer, scheduler)
-        history, spent = extra["history"], extra["seconds"]
-    writer = SummaryWriter(str(log_dir), purge_step=start or None) if log_dir is not None and main else None
-    t0 = time.time() - spent
-    try:
-        for step in tqdm(range(start, total), desc=desc, unit="step", dynamic_ncols=True, initial=start, total=total,
-                         disable=not main):
-            if step % per_epoch == 0 or step == start:
-                batches = epoch_batches(train, cfg.batch_size, seed, step // per_epoch)
-            batch = pad_batch(train, distributed.shard(batches[step % len(batches)]), pad_id)
-            loss = _train_step(trained, spec, batch, cfg, f"step {step} (seed {seed})", optimizer, scheduler)
-            if writer and (step + 1) % 10 == 0:
-                writer.add_scalar("train/loss", loss, step + 1)
-            if (step + 1) % eval_every == 0 or step + 1 == total:
-                scores = distributed.broadcast(evaluate(model, dev, spec, pad_id, cfg.device) if main else None)
-                history.append({"step": step + 1, **scores})
-                if writer:
-                    for name, value in scores.items():
-                        writer.add_scalar(f"dev/{name}", value, step + 1)
-                if on_eval:
-                    on_eval(step + 1, scores)
-            if checkpoint is not None and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < total:
-                if main:
-                    save_checkpoint(checkpoint, model, optimizer, scheduler, step + 1,
-                                    {"history": history, "seconds": time.time() - t0})
-                distributed.barrier()
-    finally:
-        if writer:
-            writer.close()
-    return {"metrics": {k: v for k, v in history[-1].items() if k != "step"}, "history": history,
-            "steps": total, "seconds": time.time() - t0}
+    progress = resume_progress(checkpoint, model, optimizer, scheduler)
+    batches = EpochBatches(train, cfg.batch_size, seed)
 
+    def train_step(step: int) -> torch.Tensor:
+        batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(batches(step)), pad_id).items()}
+        with cfg.autocast():
+            return loss_fn(spec, trained(**batch), batch["labels"])
 
-def _train_step(model, spec, batch, cfg, where: str, optimizer, scheduler) -> float:
-    device = torch.device(cfg.device)
-    batch = {k: v.to(device) for k, v in batch.items()}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
-        loss = loss_fn(spec, model(**batch), batch["labels"])
-    return optimizer_step(loss, model, optimizer, scheduler, cfg.grad_clip, where).item()
+    loop = Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc, checkpoint=checkpoint,
+                checkpoint_every=cfg.checkpoint_every, checkpoint_at_end=False, log_dir=log_dir,
+                eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
+    progress = loop.run(train_step, progress, lambda step: evaluate(model, dev, spec, pad_id, cfg.device), on_eval)
+    return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
+            "steps": total, "seconds": progress.seconds, "cpu_seconds": progress.cpu_seconds}
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -156,83 +102,168 @@ def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str
     return out
 
 
-def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str) -> None:
-    atomic_torch_save({"architecture": arch.to_dict(), "num_labels": num_labels, "encoder_source": source,
-                       "encoder_config": model.encoder.config.to_dict(),
-                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+# ------------------------------------------------------------------ which heads, checked against the data
+
+def resolve_heads(architecture: str, heads_cfg: HeadsConfig, task: str | None, encoder: EncoderConfig
+                  ) -> tuple[str, list[tuple[str, Architecture]]]:
+    """(task, [(name, architecture)]); refuses a task or encoder that does not match the record."""
+    if architecture == "linear":
+        task, heads = task or "mrpc", []
+    else:
+        arch = Architecture.load(architecture)
+        if task and arch.task and task != arch.task:
+            raise InputError(f"{architecture} was searched for task {arch.task!r}, not --task {task!r}; "
+                             "retrain it on its own task or search again")
+        task = task or arch.task
+        if not task:
+            raise InputError(f"{architecture} names no task; pass --task")
+        if encoder.model and arch.encoder and encoder.name != arch.encoder:
+            raise InputError(f"{architecture} was searched on encoder {arch.encoder!r}, not "
+                             f"--model {encoder.model!r}; drop --model or search again on that encoder")
+        heads = [(Path(architecture).stem, arch)]
+    if architecture == "linear" or heads_cfg.baseline == "linear":
+        heads.append(("linear", linear_architecture(task, encoder.name)))
+    return task, heads
 
 
-def load_model(path: str | Path) -> FrozenModel:
-    """One call from a saved ``model.pt`` to a ready plain model (eval mode; no NNI involved)."""
-    from transformers import AutoModel
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or "architecture" not in state:
-            raise ValueError("no architecture record")
-    except Exception as e:
-        raise ValueError(f"{path} is not a saved retrain model (corrupt or truncated: {type(e).__name__}); "
-                         "retrain again or use another model.pt") from None
-    arch = Architecture.from_dict(state["architecture"])
-    config_dict = dict(state["encoder_config"])
-    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
-    encoder = AutoModel.from_config(config)
-    model = build_model(arch, encoder, state["num_labels"])
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
-
-
-def retrain_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
-                  cfg: RetrainConfig, out: Path, model: str | None, num_hidden_layers: int | None,
-                  inherit: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Fine-tune every head for every seed (same loop and budget); finished seeds in ``out`` are kept.
-    A head named in ``inherit`` starts from that trained supernet's weights (``freeze`` of its
-    choices: encoder, conv blocks and head as the search scored them), not from the pretrained encoder.
-    Writes per seed ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``,
-    and ``results.json`` / ``results.md`` in ``out``."""
-    hidden = AutoConfig.from_pretrained(resolve_model(model)).hidden_size
-    results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": encoder_id(model),
-                               "num_hidden_layers": num_hidden_layers, "config": asdict(cfg), "heads": {}}
+def check_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, encoder: EncoderConfig) -> None:
+    """Refuse a head searched for another number of classes, or for an encoder of another depth."""
+    from transformers import AutoConfig
     for name, arch in heads:
-        per_seed = {}
-        for seed in cfg.seeds:
-            seed_dir = out / name / f"seed_{seed}"
-            done = seed_dir / "result.json"
-            if done.is_file():  # a finished seed is kept (resume)
-                per_seed[seed] = json.loads(done.read_text())
-                continue
-            torch.manual_seed(seed)  # the head's initial weights
-            net = (inherit[name].freeze(arch.choices) if name in (inherit or {})
-                   else build_model(arch, load_encoder(model, num_hidden_layers), spec.num_labels))
-            ckpt = seed_dir / CHECKPOINT  # an unfinished seed continues from here (resume)
-            r = fine_tune(net, spec, train, dev, pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
-                          checkpoint=ckpt)
-            best = max((p["metrics"][spec.main_metric] for p in per_seed.values()), default=None)
-            if distributed.is_main():
-                costs = model_costs(net, dev, pad_id, cfg.device)
-                r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]
-            per_seed[seed] = r
-            if distributed.is_main():
-                # the model before the result: a kill in between reruns the seed instead of losing its model
-                if best is None or r["metrics"][spec.main_metric] > best:  # keep the best seed's model
-                    save_model(out / name / MODEL_FILE, net, arch, spec.num_labels, resolve_model(model))
-                atomic_write_text(done, json.dumps(r, indent=2) + "\n")
-                ckpt.unlink(missing_ok=True)
-            distributed.barrier()
+        if arch.task in TASKS and TASKS[arch.task].num_labels != spec.num_labels:
+            raise InputError(f"{name} was searched for {arch.task} ({TASKS[arch.task].num_labels} labels) but the "
+                             f"data has {spec.num_labels}; check --num-labels or search again on this data")
+    backbone = [(n, a) for n, a in heads if a.search_space.has_backbone]
+    if not backbone:
+        return
+    layers = encoder.num_hidden_layers or AutoConfig.from_pretrained(resolve_model(encoder.model)).num_hidden_layers
+    for name, arch in backbone:
+        if arch.search_space.encoder_layers != layers:
+            raise InputError(f"{name} chooses {arch.search_space.encoder_layers} encoder layers (space "
+                             f"{arch.space!r}) and the encoder has {layers}; pass the --num-hidden-layers "
+                             "it was searched with")
+
+
+def inherited_supernet(run_dir: str, heads: list[tuple[str, Architecture]], spec: TaskSpec) -> dict[str, Any]:
+    """{architecture head name: the run's trained supernet}, after checking they belong together."""
+    name, arch = heads[0]
+    if name == "linear":
+        raise InputError("--init-from applies to a searched architecture; give its JSON instead of 'linear'")
+    supernet = load_supernet(run_dir)
+    if supernet.space.name != arch.space:
+        raise InputError(f"--init-from {run_dir}: its supernet is space {supernet.space.name!r}, and {name} is "
+                         f"space {arch.space!r}; pass the run that exported it")
+    if supernet.num_labels != spec.num_labels:
+        raise InputError(f"--init-from {run_dir}: its supernet has {supernet.num_labels} labels, and the task "
+                         f"{spec.num_labels}")
+    return {name: supernet}
+
+
+# ------------------------------------------------------------------ retraining every head for every seed
+
+@dataclass(frozen=True)
+class RetrainPlan:
+    """Everything ``retrain_heads`` trains with; ``settings(name, arch)`` is what a head's seeds depend on."""
+
+    task: TaskData
+    cfg: RetrainConfig
+    encoder: EncoderConfig
+    data: DataConfig
+    inherit: Mapping[str, Any] | None = None
+
+    def settings(self, name: str, arch: Architecture) -> dict[str, Any]:
+        fine_tune = {k: v for k, v in self.cfg.to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        return {"architecture": {"space": arch.space, "choices": dict(arch.choices)}, "fine_tune": fine_tune,
+                "data": self.data.to_dict(), "encoder": self.encoder.to_dict(),
+                "init": "supernet" if name in (self.inherit or {}) else "pretrained encoder"}
+
+
+def _flatten(settings: dict[str, Any]) -> dict[str, Any]:
+    """{"part.key": value} of a settings record (one level down)."""
+    return {f"{part}.{k}": v for part, d in settings.items()
+            for k, v in (d.items() if isinstance(d, dict) else [("value", d)])}
+
+
+def check_resume_settings(head_dir: Path, settings: dict[str, Any]) -> None:
+    """A head's finished seeds are reused only if they were trained with the same settings."""
+    path = head_dir / SETTINGS
+    if not path.is_file():
+        if distributed.is_main():
+            atomic_write_json(path, settings)
+        return
+    stored = _flatten(read_json(path, "the settings a head was trained with"))
+    new = _flatten(json.loads(json.dumps(settings)))  # as JSON has it: tuples are lists
+    diffs = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(stored) | set(new))
+             if stored.get(k) != new.get(k)]
+    if diffs:
+        raise InputError(f"{head_dir} was trained with other settings ({'; '.join(diffs[:6])}); its seeds cannot be "
+                         "reused: pick another --output-dir, or --overwrite it")
+
+
+def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, seed_dir: Path) -> dict[str, Any]:
+    t, cfg = plan.task, plan.cfg
+    torch.manual_seed(seed)  # the head's initial weights
+    net = (plan.inherit[name].freeze(arch.choices) if name in (plan.inherit or {})
+           else build_model(arch, plan.encoder.load(), t.spec.num_labels))
+    r = fine_tune(net, t.spec, t.train, t.dev, t.pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
+                  checkpoint=seed_dir / CHECKPOINT)  # an unfinished seed continues from its checkpoint (resume)
+    if distributed.is_main():
+        costs = model_costs(net, t.dev, t.pad_id, cfg.device)
+        r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]
+    r["model"] = net
+    return r
+
+
+def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) -> dict[str, Any]:
+    """Every seed of one head; finished seeds in ``out/name`` are kept. The best seed's model is saved."""
+    check_resume_settings(out / name, plan.settings(name, arch))
+    per_seed = {}
+    for seed in plan.cfg.seeds:
+        seed_dir = out / name / f"seed_{seed}"
+        done = seed_dir / "result.json"
+        if done.is_file():  # a finished seed is kept (resume)
+            per_seed[seed] = read_json(done, "a finished seed's result")
+            continue
+        r = _train_seed(plan, name, arch, seed, seed_dir)
+        net = r.pop("model")
+        best = max((p["metrics"][plan.task.spec.main_metric] for p in per_seed.values()), default=None)
+        per_seed[seed] = r
+        if distributed.is_main():
+            # the model before the result: a kill in between reruns the seed instead of losing its model
+            if best is None or r["metrics"][plan.task.spec.main_metric] > best:  # keep the best seed's model
+                save_model(out / name / MODEL_FILE, net, arch, plan.task.spec.num_labels, resolve_model(plan.encoder.model))
+            atomic_write_json(done, r)
+            (seed_dir / CHECKPOINT).unlink(missing_ok=True)
+        distributed.barrier()
+    return per_seed
+
+
+def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out: Path) -> dict[str, Any]:
+    """Fine-tune every head for every seed (same loop and budget). A head named in ``plan.inherit``
+    starts from that trained supernet's weights (``freeze`` of its choices: encoder, conv blocks and
+    head as the search scored them), not from the pretrained encoder. Writes per seed
+    ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``, and
+    ``results.json`` / ``results.md`` in ``out``."""
+    spec, hidden = plan.task.spec, plan.encoder.hidden_size()
+    results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": plan.encoder.name,
+                               "num_hidden_layers": plan.encoder.num_hidden_layers, "config": plan.cfg.to_dict(),
+                               "heads": {}}
+    for name, arch in heads:
+        per_seed = retrain_head(plan, name, arch, out)
         head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
                           .parameters())
         seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
-                                  "init": "supernet" if name in (inherit or {}) else "pretrained encoder",
+                                  "init": plan.settings(name, arch)["init"],
                                   "parameters": seeds[0]["parameters"] if seeds else None,
                                   "dev_latency_ms": statistics.median(r["dev_latency_ms"] for r in seeds)
                                   if seeds else None,
                                   "seeds": {str(s): r for s, r in per_seed.items()},
                                   "summary": summarize({s: r["metrics"] for s, r in per_seed.items()})}
-    if not distributed.is_main():
-        return results
-    atomic_write_text(out / RESULTS, json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out / "results.md", f"# {spec.name}: dev metrics over seeds {list(cfg.seeds)}\n\n"
-                      + markdown_table(results, spec.metrics))
+    if distributed.is_main():
+        atomic_write_json(out / RESULTS, results)
+        atomic_write_text(out / "results.md", f"# {spec.name}: dev metrics over seeds {list(plan.cfg.seeds)}\n\n"
+                          + markdown_table(results, spec.metrics))
     return results
 
 
@@ -248,3 +279,32 @@ def markdown_table(results: dict[str, Any], metrics: tuple[str, ...]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['head_parameters']:,} | {params} | {latency} | "
                      f"{seconds:.0f} |")
     return "\n".join(lines) + "\n"
+
+
+def run_retrain(architecture: str, heads_cfg: HeadsConfig, task: str | None, make_data: Callable[[str], DataConfig],
+                encoder: EncoderConfig, cfg: RetrainConfig, output_dir: str | None, overwrite: bool,
+                resume: bool) -> dict[str, Any]:
+    """``python -m retrain``: retrain ``architecture`` (and the linear baseline) for every seed, on
+    ``make_data(task)`` (the task given, else the architecture record's)."""
+    import time
+    from dataclasses import replace
+
+    from supernet.data import load_task
+    from supernet.encoder import load_tokenizer
+    from supernet.files import claim_output_dir
+    cfg = replace(cfg, device=distributed.init_from_env(cfg.device))  # under torchrun: data parallel
+    task_name, heads = resolve_heads(architecture, heads_cfg, task, encoder)
+    data = make_data(task_name)
+    task = load_task(data, load_tokenizer(encoder.model))
+    check_heads(heads, task.spec, encoder)
+    inherit = inherited_supernet(heads_cfg.init_from, heads, task.spec) if heads_cfg.init_from else None
+    out = None
+    if distributed.is_main():
+        out = claim_output_dir(Path(output_dir or f"logs/retrain-{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
+                               overwrite, "results", "--resume keeps its finished seeds", keep=resume)
+        print(f"output directory: {out}", flush=True)
+    out = distributed.broadcast(out)
+    results = retrain_heads(heads, RetrainPlan(task, cfg, encoder, data, inherit), out)
+    if distributed.is_main():
+        print(markdown_table(results, task.spec.metrics), end="")
+    return results

@@ -22,10 +22,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from supernet.errors import InputError
+
 
 def _read(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"--training-service-config {path}: no such file")
+        raise InputError(f"--training-service-config {path}: no such file")
     text = path.read_text(encoding="utf-8")
     kind = "JSON" if path.suffix.lower() == ".json" else "YAML"
     try:
@@ -35,15 +37,15 @@ def _read(path: Path) -> dict[str, Any]:
             import yaml
             d = yaml.safe_load(text)
     except Exception as e:  # yaml and json raise their own error types
-        raise ValueError(f"--training-service-config {path} is not valid {kind} "
+        raise InputError(f"--training-service-config {path} is not valid {kind} "
                          f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
     if isinstance(d, dict):
         unknown = sorted(set(d) - {"trainingService", "nniManagerIp"})
         if unknown:
-            raise ValueError(f"--training-service-config {path}: unknown key {unknown[0]!r}; "
+            raise InputError(f"--training-service-config {path}: unknown key {unknown[0]!r}; "
                              "valid: trainingService, nniManagerIp")
     if not isinstance(d, dict) or not isinstance(d.get("trainingService"), dict):
-        raise ValueError(f"--training-service-config {path}: expected a mapping with a 'trainingService' section "
+        raise InputError(f"--training-service-config {path}: expected a mapping with a 'trainingService' section "
                          "(and optionally 'nniManagerIp'), as in an NNI experiment config")
     return d
 
@@ -56,16 +58,16 @@ def apply_training_service(exp_config, path: str | Path) -> None:
     try:
         service = load_training_service_config(dict(d["trainingService"]))
         if isinstance(service, dict):
-            raise ValueError(f"unknown platform {service.get('platform')!r}")
+            raise InputError(f"unknown platform {service.get('platform')!r}")
         if service.platform == "local":
-            raise ValueError("platform 'local' is the default; drop --training-service-config")
+            raise InputError("platform 'local' is the default; drop --training-service-config")
         exp_config.training_service = service
         if d.get("nniManagerIp"):
             exp_config.nni_manager_ip = d["nniManagerIp"]
         exp_config.validate()
     except (ValueError, AttributeError, TypeError, AssertionError) as e:
         message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"--training-service-config {path}: {message}") from None
+        raise InputError(f"--training-service-config {path}: {message}") from None
 
 
 def check_training_service(path: str | Path) -> str:

@@ -1,29 +1,105 @@
-"""Typed configs of the strategies that the CLI builds (light: no NNI or Lightning import)."""
+"""Typed configs of the search stage (light: no NNI or Lightning import). Each field is also its flag."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from supernet.config import Config, arg
+from supernet.cost import PENALTIES, Objective
+from supernet.errors import InputError
+
+from .registry import NAMES, StrategySpec, get_strategy
+
+# settings a resumed search may change: they decide how it is shown, not what it finds
+DISPLAY_FIELDS = ("webui", "port", "linger")
+
 
 @dataclass(frozen=True)
-class OneShotConfig:
+class SearchConfig(Config):
+    """Strategy, multi-trial budget, export and display (validated; messages name the CLI flag)."""
+
+    strategy: str = arg("evolution", "evolution / random: our SPOS supernet training, then NNI regularized evolution "
+                                     "/ random search over it (trials in the web UI); spos: NNI RandomOneShot "
+                                     "training, then evolution; darts, gumbel_darts, proxyless: NNI's differentiable "
+                                     "one-shot strategies, exporting the argmax architecture; enas: REINFORCE "
+                                     "controller on NNI's one-shot engine (see README)", choices=NAMES)
+    trials: int = arg(64, "candidates to evaluate")
+    population: int = arg(16, "evolution population size")
+    sample_size: int = arg(4, "evolution tournament size")
+    concurrency: int = arg(1, "trials at once in the web UI (>1 is faster but hits NNI issue #5726)")
+    top_k: int = arg(3, "architectures to export")
+    penalty: str = arg("none", "maximise the metric minus --penalty-weight x the candidate's parameters (or "
+                               "lookup-table latency; backbone spaces) relative to the full encoder with a linear "
+                               "head", choices=PENALTIES)
+    penalty_weight: float = arg(0.0, "metric points traded for the reference model's whole cost (e.g. 0.05)")
+    calib_samples: int = arg(512, "training rows for batch-norm recalibration of each candidate")
+    random_baseline: int = arg(50, "random subnets scored from the same supernet, for comparison")
+    seed: int = arg(0, "seed of the supernet's initial head weights, batch order, sampled heads and the strategy")
+    port: int = arg(8080, "NNI web UI port")
+    webui: bool = arg(True, "run the strategy in-process (no NNI manager, no web UI): for CI and headless use",
+                      flag="--no-webui")
+    linger: float = arg(0.0, "keep the web UI up this long after the last trial", flag="--webui-linger",
+                        metavar="SECONDS")
+    training_service_config: str | None = arg(None, "run the trials on NNI's remote / Kubernetes / ... training "
+                                                    "service described in FILE (YAML: trainingService + optional "
+                                                    "nniManagerIp, NNI's keys; see README 'Scaling out')",
+                                              metavar="FILE")
+
+    @property
+    def spec(self) -> StrategySpec:
+        return get_strategy(self.strategy)
+
+    @property
+    def objective(self) -> Objective:
+        return Objective(self.penalty, self.penalty_weight)
+
+    @property
+    def multi_trial(self) -> str | None:
+        """The multi-trial search run over the trained supernet (None: one-shot export)."""
+        return self.spec.multi_trial
+
+    def __post_init__(self):
+        self.spec  # validates --strategy
+        if self.trials < 1 or self.top_k < 1 or self.concurrency < 1:
+            raise InputError("--trials, --top-k and --concurrency must be >= 1")
+        if not 1 <= self.sample_size <= self.population:
+            raise InputError(f"--sample-size must be in [1, --population={self.population}], got {self.sample_size}")
+        self.objective  # validates --penalty / --penalty-weight
+        if self.calib_samples < 2:
+            raise InputError(f"--calib-samples must be >= 2, got {self.calib_samples}")
+        if self.random_baseline < 1:
+            raise InputError(f"--random-baseline must be >= 1, got {self.random_baseline}")
+        if not 1 <= self.port <= 65535:
+            raise InputError(f"--port must be in [1, 65535], got {self.port}")
+        if self.training_service_config:
+            if not self.webui:
+                raise InputError("--training-service-config runs trials through NNI's manager; drop --no-webui")
+            from .cluster import check_training_service
+            check_training_service(self.training_service_config)  # before any training
+
+
+@dataclass(frozen=True)
+class OneShotConfig(Config):
     """Knobs of the architecture side of one-shot search (validated; messages name the CLI flag)."""
 
     # Adam moves alpha by about arch_lr per step. DARTS' 3e-4 suits ~20k search steps on CIFAR; a
     # GLUE fine-tune is ~100-2000 steps, where 3e-4 left alpha within 0.01 of its init (measured
     # on MRPC: the export was a coin flip). 1e-2 lets the distribution decide within the budget.
-    arch_lr: float = 1e-2
-    arch_fraction: float = 0.2       # training rows held out for architecture steps (DARTS uses 0.5)
-    gumbel_temperature: tuple[float, float] = (1.0, 0.33)  # GumbelDARTS: linear anneal init -> min
-    enas_entropy: float = 1e-4       # ENAS entropy bonus weight
-    enas_baseline_decay: float = 0.95
+    arch_lr: float = arg(1e-2, "Adam learning rate of the architecture parameters (alpha / ENAS controller)")
+    arch_fraction: float = arg(0.2, "share of the training rows held out for architecture steps")
+    gumbel_temperature: tuple[float, float] = arg((1.0, 0.33), "GumbelDARTS: temperature annealed linearly per "
+                                                               "step from the first value to the second")
+    enas_entropy: float = arg(1e-4, "ENAS entropy bonus weight", cli=False)
+    enas_baseline_decay: float = arg(0.95, "ENAS moving-average baseline decay", cli=False)
 
     def __post_init__(self):
         if not self.arch_lr > 0:
-            raise ValueError(f"--arch-lr must be > 0, got {self.arch_lr}")
+            raise InputError(f"--arch-lr must be > 0, got {self.arch_lr}")
         if not 0.0 < self.arch_fraction < 1.0:
-            raise ValueError(f"--arch-fraction must be in (0, 1), got {self.arch_fraction}")
+            raise InputError(f"--arch-fraction must be in (0, 1), got {self.arch_fraction}")
+        if len(self.gumbel_temperature) != 2:
+            raise InputError(f"--gumbel-temperature takes two values INIT,MIN, got {self.gumbel_temperature}")
         init, low = self.gumbel_temperature
         if not init >= low > 0:
-            raise ValueError(f"gumbel temperature must satisfy init >= min > 0, got {self.gumbel_temperature}")
+            raise InputError(f"--gumbel-temperature must satisfy init >= min > 0, got {self.gumbel_temperature}")
         if not 0.0 <= self.enas_baseline_decay < 1.0:
-            raise ValueError(f"ENAS baseline decay must be in [0, 1), got {self.enas_baseline_decay}")
+            raise InputError(f"ENAS baseline decay must be in [0, 1), got {self.enas_baseline_decay}")

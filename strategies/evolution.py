@@ -3,240 +3,25 @@
 With the web UI, NNI's manager runs every candidate as a trial (visible with its parameters and
 metric at http://127.0.0.1:<port>); without it (``--no-webui``), NNI's sequential engine runs the
 same strategy in-process. Either way a trial scores a candidate on cached encoder outputs with
-weights inherited from the supernet (``strategies.scoring``).
+weights inherited from the supernet (``supernet.scoring``); the trial plumbing is ``strategies.trials``.
 
-Resumable after a kill: every trial appends its result to a ledger (``trials.jsonl``) and, after
-every finished trial, the strategy's state (population, random state, dedup set) is saved. NNI
-itself checkpoints only at start and stop, which a kill -9 never reaches. A resumed search loads
-that state, answers candidates already in the ledger from it, and runs only the remaining budget.
+Resumable after a kill: after every finished trial the strategy's state (population, random state,
+dedup set) is saved beside the trials ledger. A resumed search loads that state, answers candidates
+already in the ledger from it, and runs only the remaining budget.
 """
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import os
-import secrets
-import signal
-import socket
-import sys
-import threading
-import time
-from multiprocessing.connection import AuthenticationError, Listener
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nni
 import torch
-from torch import nn
-from nni.nas.nn.pytorch import ModelSpace
 
-from supernet.arch import atomic_torch_save, atomic_write_text
-from supernet.cost import Objective
-from supernet.nni_compat import patch_nnictl_lock
-from supernet.space import get_space
+from supernet.errors import InputError
+from supernet.files import atomic_torch_save
+from supernet.scoring import cached_scorer
 
-from . import MULTI_TRIAL, STRATEGIES
-from .scoring import cached_scorer
-
-patch_nnictl_lock()  # NNI's experiment lock hangs with filelock >= 3.12 (see nni_compat)
-
-
-class Candidate(nn.Module):
-    """What a trial receives: the choices of one head (weights come from the search state)."""
-
-    def __init__(self, choices: dict[str, Any]):
-        super().__init__()
-        self.choices = choices
-
-
-class HeadChoices(ModelSpace):
-    """The head labels of a space, for multi-trial strategies. Its frozen form is a ``Candidate``:
-    trials do not rebuild the encoder, they score on its cached outputs."""
-
-    def __init__(self, space: str):
-        super().__init__()
-        for label, values in get_space(space).labels().items():
-            self.add_mutable(nni.choice(label, list(values)))
-        self.space_name = space
-
-    @classmethod
-    def create_fixed_module(cls, sample: dict, space: str) -> Candidate:
-        labels = get_space(space).labels()
-        return Candidate(get_space(space).validate({k: sample[k] for k in labels}))
-
-    def freeze(self, sample: dict) -> Candidate:
-        return self.create_fixed_module(sample, self.space_name)
-
-
-LEDGER = "trials.jsonl"
-STRATEGY_STATE = "strategy_state.pt"
-EXPERIMENT_RECORD = "experiment.json"
-
-
-def read_ledger(path: Path) -> list[dict[str, Any]]:
-    """Finished trials in finish order, {'choices', 'metrics'}; a line cut short by a kill is dropped."""
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return rows
-
-
-def _ledger_key(choices: dict[str, Any]) -> str:
-    return json.dumps(choices, sort_keys=True)
-
-
-class Ledger:
-    """``trials.jsonl`` as a lookup: parsed once, then kept in step with this process's appends.
-
-    The file is re-read only when its size differs from what this process last saw (another
-    process appended, or ``--overwrite`` removed it), so a search of n candidates reads it
-    O(1) times instead of n times.
-    """
-
-    def __init__(self, path: Path):
-        self.path, self._known, self._size = path, {}, -1
-
-    def _sync(self) -> None:
-        size = self.path.stat().st_size if self.path.is_file() else 0
-        if size != self._size:
-            self._known = {_ledger_key(r["choices"]): r["metrics"] for r in read_ledger(self.path)}
-            self._size = size
-
-    def score_or_recall(self, scorer, choices: dict[str, Any]) -> dict[str, float]:
-        """The candidate's metrics: from the ledger if a run before a resume scored it, else scored
-        and appended there. 'default' (NNI's metric) is the task's main metric."""
-        self._sync()
-        key = _ledger_key(choices)
-        scores = self._known.get(key)
-        if scores is None:
-            scores = scorer.score(choices)
-            line = json.dumps({"choices": choices, "metrics": scores}) + "\n"
-            # one O_APPEND write of a short line: concurrent trials never interleave their lines
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, line.encode())
-                os.fsync(fd)
-                size = os.fstat(fd).st_size
-            finally:
-                os.close(fd)
-            self._known[key] = scores
-            # another process's line landing in between would make the sizes disagree: re-read then
-            self._size = size if size == self._size + len(line.encode()) else -1
-        return {"default": scorer.objective_value(scores), **scores}
-
-
-@functools.lru_cache(maxsize=4)
-def _ledger(path: str) -> Ledger:
-    return Ledger(Path(path))
-
-
-def evaluate_candidate(model: Candidate, state_path: str, ledger: str, **server) -> None:
-    """The trial of the in-process engine (web-UI trials go through ``strategies.trial_entry``)."""
-    nni.report_final_result(_ledger(ledger).score_or_recall(cached_scorer(state_path), model.choices))
-
-
-class ScoringServer:
-    """Scores candidates for web-UI trials in the search process, where the scorer is loaded once.
-
-    A trial (``strategies.trial_entry``) connects over localhost with a per-run key, sends its
-    sample and receives the metrics; the ledger has this one writer.
-    """
-
-    def __init__(self, state_path: Path, ledger: Path):
-        self.key = secrets.token_hex(16)
-        self.listener = Listener(("127.0.0.1", 0), authkey=self.key.encode())
-        self.host, self.port = self.listener.address
-        self.scorer, self.ledger, self.lock = cached_scorer(str(state_path.resolve())), Ledger(ledger), threading.Lock()
-        threading.Thread(target=self._serve, daemon=True, name="scoring-server").start()
-
-    def evaluator_kwargs(self) -> dict[str, Any]:
-        return {"server_host": self.host, "server_port": self.port, "server_key": self.key}
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn = self.listener.accept()
-            except AuthenticationError:
-                continue  # not one of our trials
-            except OSError:
-                return  # closed
-            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
-
-    def _handle(self, conn) -> None:
-        with conn:
-            try:
-                choices = conn.recv()
-                with self.lock:
-                    conn.send(self.ledger.score_or_recall(self.scorer, choices))
-            except (EOFError, OSError, ValueError) as e:
-                logging.getLogger(__name__).warning("a trial's scoring request failed: %s", e)
-
-    def close(self) -> None:
-        self.listener.close()
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """Strategy, multi-trial budget and display (validated; messages name the CLI flag)."""
-
-    strategy: str = "evolution"
-    trials: int = 64
-    population: int = 16
-    sample_size: int = 4
-    concurrency: int = 1
-    top_k: int = 3
-    seed: int = 0
-    port: int = 8080
-    webui: bool = True
-    linger: float = 0.0  # seconds the web UI stays up after the last trial
-    training_service_config: str | None = None  # NNI remote/Kubernetes/... trials (strategies.cluster)
-    penalty: str = "none"  # cost subtracted from the metric: none | params | latency (supernet.cost.Objective)
-    penalty_weight: float = 0.0
-
-    @property
-    def objective(self) -> Objective:
-        return Objective(self.penalty, self.penalty_weight)
-
-    @property
-    def multi_trial(self) -> str | None:
-        """The multi-trial search run over the trained supernet: SPOS searches it by evolution
-        (Guo et al. 2020); DARTS-family and ENAS export what they learned instead (None)."""
-        return "evolution" if self.strategy == "spos" else self.strategy if self.strategy in MULTI_TRIAL else None
-
-    def __post_init__(self):
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"--strategy must be one of {STRATEGIES}, got {self.strategy!r}")
-        if self.trials < 1 or self.top_k < 1 or self.concurrency < 1:
-            raise ValueError("--trials, --top-k and --concurrency must be >= 1")
-        if not 1 <= self.sample_size <= self.population:
-            raise ValueError(f"--sample-size must be in [1, --population={self.population}], got {self.sample_size}")
-        self.objective  # validates --penalty / --penalty-weight
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"--port must be in [1, 65535], got {self.port}")
-        if self.training_service_config:
-            if not self.webui:
-                raise ValueError("--training-service-config runs trials through NNI's manager; drop --no-webui")
-            from .cluster import check_training_service
-            check_training_service(self.training_service_config)  # before any training
-
-
-def check_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # as servers (NNI's manager among them) bind: a port whose last server closed a moment ago
-        # keeps TIME_WAIT connections for a minute, and without this it would look "in use"
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise ValueError(f"port {port} is already in use (another NNI experiment or web server?); "
-                             f"pick another with --port") from None
+from .config import SearchConfig
+from .trials import LEDGER, STRATEGY_STATE, read_ledger, run_nni
 
 
 class _Resumable:
@@ -280,7 +65,7 @@ def make_strategy(cfg: SearchConfig, state_file: Path, resume_from: dict | None 
     if cfg.multi_trial == "random":
         cls = type("ResumableRandom", (_Resumable, strategy.Random), {})
         return cls(dedup=True, seed=cfg.seed, state_file=state_file, resume_from=resume_from)
-    raise ValueError(f"--strategy {cfg.strategy} has no multi-trial search stage")
+    raise InputError(f"--strategy {cfg.strategy} has no multi-trial search stage")
 
 
 def load_strategy_state(path: Path) -> dict | None:
@@ -289,46 +74,8 @@ def load_strategy_state(path: Path) -> dict | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise ValueError(f"search state {path} is corrupt ({type(e).__name__}); delete it to restart "
+        raise InputError(f"search state {path} is corrupt ({type(e).__name__}); delete it to restart "
                          "the search from the trials ledger") from None
-
-
-def stop_stale_manager(work_dir: Path, port: int) -> None:
-    """A killed run leaves its NNI manager (its own process group) serving the port: stop it on resume.
-    Only the manager of the experiment recorded in this run directory is touched."""
-    record = work_dir / EXPERIMENT_RECORD
-    if not record.is_file():
-        return
-    from nni.tools.nnictl.config_utils import Experiments
-    exp_id = json.loads(record.read_text())["id"]
-    info = Experiments().get_all_experiments().get(exp_id) or {}
-    pid = info.get("pid")
-    if not pid or info.get("port") != port or not _is_nni_manager(pid):
-        return
-    # SIGTERM first (NNI's manager shuts down cleanly); it can wait on the dead search process's
-    # channel, so after 10 s its whole process group (it runs in its own) is killed
-    for sig, wait_s in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig) if sig == signal.SIGKILL else os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
-        deadline = time.time() + wait_s
-        while time.time() < deadline:
-            try:
-                check_port_free(port)
-                return
-            except ValueError:
-                time.sleep(0.1)
-
-
-def _is_nni_manager(pid: int) -> bool:
-    """The manifest's pid may have been reused since: only a live NNI manager is stopped."""
-    try:
-        return b"nni" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return False  # not running
-    except OSError:
-        return True  # no /proc (macOS): trust NNI's manifest
 
 
 def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path) -> list[dict[str, Any]]:
@@ -339,56 +86,9 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
     resume_from = load_strategy_state(state_file)
     remaining = cfg.trials - (resume_from["trials_done"] if resume_from else 0)
     if remaining > 0:
-        _run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from), remaining)
+        run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from), remaining)
     scorer = cached_scorer(str(state_path.resolve()))
     return [{"choices": r["choices"], "score": scorer.objective_value(r["metrics"]), "metrics": r["metrics"]}
             for r in read_ledger(ledger)][:cfg.trials]
 
 
-def _run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, ledger: Path, strategy,
-             trials: int) -> None:
-    from nni.nas.evaluator import FunctionalEvaluator
-    from nni.nas.experiment import NasExperiment, NasExperimentConfig
-
-    if cfg.webui:
-        stop_stale_manager(work_dir, cfg.port)
-        check_port_free(cfg.port)
-        if cfg.concurrency > 1:
-            # Seen here and reported as NNI issue #5726 (open): with concurrent local trials, a trial can
-            # receive another trial's parameters, and its metric is then credited to the wrong candidate.
-            logging.getLogger(__name__).warning(
-                "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
-                "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
-    # local web-UI trials ask a scoring server here; trials on other machines score for themselves
-    server = ScoringServer(state_path, ledger) if cfg.webui and not cfg.training_service_config else None
-    evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()),
-                                    ledger=str(ledger.resolve()), **(server.evaluator_kwargs() if server else {}))
-    exp_config = NasExperimentConfig("ts" if cfg.webui else "sequential", "simplified", "local" if cfg.webui else None)
-    if cfg.training_service_config:
-        from .cluster import apply_training_service
-        apply_training_service(exp_config, cfg.training_service_config)
-    elif cfg.webui:
-        # NNI's template is "{envs} {python} -m nni.nas.execution.training_service trial"; with this
-        # "python", the light entry runs and ignores the rest (strategies/trial_entry.py says why)
-        exp_config._trial_command_params = {"python": f"{sys.executable} -m strategies.trial_entry"}
-    exp_config.max_trial_number = trials
-    exp_config.trial_concurrency = cfg.concurrency if cfg.webui else 1
-    exp_config.experiment_working_directory = str(work_dir.resolve())
-    exp_config.experiment_name = f"{space}-{cfg.strategy}"
-    if not cfg.webui:
-        exp_config.execution_engine.max_model_count = trials
-    exp = NasExperiment(HeadChoices(space), evaluator, strategy, exp_config)
-    atomic_write_text(work_dir / EXPERIMENT_RECORD, json.dumps({"id": exp.id, "port": cfg.port}) + "\n")
-    logging.getLogger("nni").setLevel(logging.WARNING)
-    if cfg.webui:
-        print(f"NNI web UI: http://127.0.0.1:{cfg.port}  (experiment {exp.id}; reopen later with "
-              f"`python -m supernet.view {work_dir.parent}`)", flush=True)
-    try:
-        exp.run(port=cfg.port)
-        if cfg.webui and cfg.linger > 0:
-            print(f"search done; the web UI stays up for {cfg.linger:g} s", flush=True)
-            time.sleep(cfg.linger)
-    finally:
-        exp.stop()
-        if server:
-            server.close()

@@ -3,21 +3,22 @@
 NNI's one-shot strategies turn a model space into a supernet with *mutation hooks*: each hook
 replaces a module carrying choices with a ``BaseSuperNetModule`` that knows how to sample,
 mix or export them. Our ``SuperHead`` takes its architecture explicitly, which no built-in hook
-understands, so ``head_hook(policy)`` replaces it with a ``OneShotHead``: the same layers and
-classifier (the same parameters, not copies) plus the *policy* of the algorithm:
+understands, so ``head_hook(policy)`` replaces it with a ``OneShotHead``: the same head (the same
+parameters, not copies) driven by one *policy* of the algorithm. As in NNI's own design, the
+operator (``SuperHead`` and its ops: slicing, and mixing when handed a ``Mixture``) is kept apart
+from the policy, which only decides what each label gets per step:
 
-=============  ===========================================================================
-policy         what ``OneShotHead.forward`` computes
-=============  ===========================================================================
-``sample``     the one head ``resample()`` drew (RandomOneShot = SPOS, and our ENAS)
-``softmax``    every candidate of every label, mixed by ``softmax(alpha)`` (DARTS) or by
-               NNI's ``GumbelSoftmax`` (GumbelDARTS): the strategy hands the softmax module
-``binary_gate``the sampled candidate's value; every candidate feeds alpha's gradient
-               (ProxylessNAS's binary-gate estimator), only the sampled one gets weight gradients
-=============  ===========================================================================
-
-Mixing candidates of different widths is exact: a layer's output is zero-padded to the max
-width, and the next linear layer / the classifier read zeros as no input.
+=================  ======================================================================
+policy             what each label gets
+=================  ======================================================================
+``sample``         the value ``resample()`` drew (RandomOneShot = SPOS, and our ENAS)
+``softmax``        a ``Mixture`` of every candidate, weighted by ``softmax(alpha)`` (DARTS)
+``gumbel``         the same with Gumbel-softmax weights, the noise drawn once per label per
+                   forward and the temperature annealed per step (GumbelDARTS)
+``binary_gate``    a ``Mixture`` whose weights are ProxylessNAS's binary gates: the value of
+                   the sampled candidate, every candidate feeding alpha's gradient, only the
+                   sampled one getting weight gradients
+=================  ======================================================================
 
 NNI's ``ENAS`` needs ``tianshou<0.5``, which pins ``protobuf~=3.19`` (tensorboard here needs
 newer) and ``gym``/``numba`` (not numpy-2 ready); its ``ConcatLoader`` also loses the dataloader
@@ -29,8 +30,7 @@ and one categorical distribution per label instead of ENAS's LSTM controller.
 from __future__ import annotations
 
 import random
-from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -39,66 +39,160 @@ from torch import nn
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
 
+from supernet.errors import InputError
 from supernet.model import SuperHead
 from supernet.nni_compat import patch_darts_arch_parameter_order
-from supernet.ops import create_activation, fit_width
-from supernet.space import SearchSpace, layer_label
+from supernet.ops import Mixture
+from supernet.space import SearchSpace
 
-from . import ONE_SHOT
 from .config import OneShotConfig
+from .registry import get_strategy
 
 patch_darts_arch_parameter_order()  # NNI's order is per-process random: breaks resuming (see nni_compat)
 
-POLICIES = ("sample", "softmax", "binary_gate")
+
+class Policy:
+    """What the head computes per step: ``choices()`` maps every label to a value or a ``Mixture``."""
+
+    def __init__(self, labels: Mapping[str, tuple]):
+        self.labels = dict(labels)
+
+    def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def set_progress(self, fraction: float) -> None:
+        """Training progress in [0, 1] (for schedules such as Gumbel's temperature)."""
+
+    def choices(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def pools(self) -> tuple[str, ...]:
+        """The poolings this step's forward reads (mixtures read them all)."""
+        return self.labels["pool"]
+
+    def export(self, memo: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError("uniform sampling has no learned distribution")
+
+
+class SamplePolicy(Policy):
+    """One head per step, drawn uniformly (labels in NNI's ``memo`` keep the value given there)."""
+
+    def __init__(self, space: SearchSpace, seed: int = 0):
+        super().__init__(space.labels())
+        self.space, self._rng, self._sample = space, random.Random(seed), None
+
+    def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
+        drawn = self.space.sample(self._rng)
+        self._sample = {k: memo.get(k, drawn[k]) for k in self.labels}
+        return {k: v for k, v in self._sample.items() if k not in memo}
+
+    def choices(self) -> dict[str, Any]:
+        if self._sample is None:
+            raise RuntimeError("OneShotHead: forward() before resample()")
+        return self._sample
+
+    def pools(self) -> tuple[str, ...]:
+        return (self.choices()["pool"],)
+
+    def export(self, memo: dict[str, Any]) -> dict[str, Any]:
+        if self._sample is None:
+            raise RuntimeError("OneShotHead: export() before any resample()")
+        return {k: v for k, v in self._sample.items() if k not in memo}
+
+
+class SoftmaxPolicy(Policy):
+    """DARTS: every label a mixture of all its candidates, weighted by ``softmax(alpha)``."""
+
+    def __init__(self, labels: Mapping[str, tuple], alphas: Mapping[str, nn.Parameter]):
+        super().__init__(labels)
+        if set(alphas) != set(self.labels):
+            raise InputError(f"policy {type(self).__name__} needs one alpha per label: {list(self.labels)}")
+        self.alphas = alphas
+
+    def weights(self, label: str) -> torch.Tensor:
+        return F.softmax(self.alphas[label], -1)
+
+    def choices(self) -> dict[str, Any]:
+        return {k: Mixture(dict(zip(v, self.weights(k)))) for k, v in self.labels.items()}
+
+    def export(self, memo: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.labels[k][int(a.argmax())] for k, a in self.alphas.items() if k not in memo}
+
+    def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
+        return {k: dict(zip(self.labels[k], F.softmax(a.detach().float(), -1).tolist()))
+                for k, a in self.alphas.items() if k not in memo}
+
+
+class GumbelPolicy(SoftmaxPolicy):
+    """GumbelDARTS: Gumbel-softmax weights. ``choices()`` is called once per forward, so each label's
+    noise is drawn once per forward and shared by everything that label shapes (e.g. one draw of
+    ``act_0`` for all widths of layer 0). The temperature falls linearly per step from ``init`` to
+    ``low``: NNI anneals per epoch, which at a fine-tune's 1-3 epochs barely anneals at all."""
+
+    def __init__(self, labels, alphas, temperature: tuple[float, float]):
+        super().__init__(labels, alphas)
+        self.init, self.low = temperature
+        self.temperature = self.init
+
+    def set_progress(self, fraction: float) -> None:
+        self.temperature = self.init - (self.init - self.low) * min(max(fraction, 0.0), 1.0)
+
+    def weights(self, label: str) -> torch.Tensor:
+        return F.gumbel_softmax(self.alphas[label], tau=self.temperature, hard=False, dim=-1)
+
+
+class BinaryGatePolicy(SoftmaxPolicy):
+    """ProxylessNAS: one candidate per label sampled from ``softmax(alpha)`` per step; its gate is 1,
+    the others 0, and the gates carry d(softmax(alpha))/d(alpha), so every candidate's output feeds
+    alpha's gradient (ProxylessNAS eq. 4) while only the sampled one gets weight gradients."""
+
+    def __init__(self, labels, alphas):
+        super().__init__(labels, alphas)
+        self._gates: dict[str, int] = {}
+
+    def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
+        with torch.no_grad():
+            self._gates = {k: int(torch.multinomial(F.softmax(a.float(), -1), 1)) for k, a in self.alphas.items()}
+        return {}
+
+    def sampled(self) -> dict[str, Any]:
+        return {k: self.labels[k][i] for k, i in self._gates.items()}
+
+    def choices(self) -> dict[str, Any]:
+        out = {}
+        for k, values in self.labels.items():
+            probs = F.softmax(self.alphas[k], -1)
+            gates = probs - probs.detach() + F.one_hot(torch.tensor(self._gates[k], device=probs.device),
+                                                       len(values)).to(probs.dtype)  # values 0/1
+            chosen = values[self._gates[k]]
+            out[k] = Mixture(dict(zip(values, gates)), frozenset(v for v in values if v != chosen))
+        return out
 
 
 class OneShotHead(BaseSuperNetModule):
-    """The super head under a one-shot policy. Holds the head's own layer modules (shared, not copied)."""
+    """The super head under a one-shot policy: NNI's supernet-module API, delegated to the policy."""
 
-    def __init__(self, head: SuperHead, policy: str, alphas: Mapping[str, nn.Parameter] | None = None,
-                 softmax: nn.Module | None = None, seed: int = 0):
+    def __init__(self, head: SuperHead, policy: Policy, alphas: Mapping[str, nn.Parameter] | None = None):
         super().__init__()
-        if policy not in POLICIES:
-            raise ValueError(f"unknown one-shot policy {policy!r}; valid: {POLICIES}")
         self.space: SearchSpace = head.space
-        self.labels = self.space.labels()
-        self.policy = policy
-        self.layers, self.classifier = head.layers, head.classifier
-        self.num_labels = head.num_labels
+        self.layers, self.classifier = head.layers, head.classifier  # registered here: the same parameters
         # kept outside the module tree: after search the plain SuperHead (same parameters) goes back
         # into the supernet, so checkpoints, scoring and freeze() see the usual structure
         object.__setattr__(self, "origin", head)
         self._arch_alpha = nn.ParameterDict(dict(alphas or {}))
-        if policy != "sample" and set(self._arch_alpha) != set(self.labels):
-            raise ValueError(f"policy {policy!r} needs one alpha per label: {list(self.labels)}")
-        self.softmax = softmax or nn.Softmax(dim=-1)
-        self._rng = random.Random(seed)
-        self._sample: dict[str, Any] | None = None
-        self._gates: dict[str, int] = {}
+        self.policy = policy
 
-    # ------------------------------------------------------------------ NNI's supernet-module API
     def resample(self, memo: dict[str, Any]) -> dict[str, Any]:
-        if self.policy == "sample":
-            drawn = self.space.sample(self._rng)
-            self._sample = {k: memo.get(k, drawn[k]) for k in self.labels}
-            return {k: v for k, v in self._sample.items() if k not in memo}
-        if self.policy == "binary_gate":  # one path per label, drawn from softmax(alpha)
-            with torch.no_grad():
-                self._gates = {k: int(torch.multinomial(F.softmax(a.float(), -1), 1)) for k, a in self._arch_alpha.items()}
-        return {}
+        return self.policy.resample(memo)
 
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
-        if self.policy == "sample":
-            if self._sample is None:
-                raise RuntimeError("OneShotHead: export() before any resample()")
-            return {k: v for k, v in self._sample.items() if k not in memo}
-        return {k: self.labels[k][int(a.argmax())] for k, a in self._arch_alpha.items() if k not in memo}
+        return self.policy.export(memo)
 
     def export_probs(self, memo: dict[str, Any]) -> dict[str, Any]:
-        if self.policy == "sample":
-            raise NotImplementedError("uniform sampling has no learned distribution")
-        return {k: dict(zip(self.labels[k], F.softmax(a.detach().float(), -1).tolist()))
-                for k, a in self._arch_alpha.items() if k not in memo}
+        return self.policy.export_probs(memo)
 
     def arch_parameters(self) -> list[nn.Parameter]:
         return list(self._arch_alpha.values())
@@ -107,66 +201,38 @@ class OneShotHead(BaseSuperNetModule):
     def mutate(cls, module, name, memo, mutate_kwargs):  # NNI's signature; see head_hook
         raise NotImplementedError("use head_hook(policy) as the mutation hook")
 
-    # ------------------------------------------------------------------ forward
     def needed_pools(self) -> tuple[str, ...]:
         """The poolings ``forward`` reads (the encoder pools only those)."""
-        if self.policy != "sample":
-            return self.space.pool
-        if self._sample is None:
-            raise RuntimeError("OneShotHead: forward() before resample()")
-        return (self._sample["pool"],)
+        return self.policy.pools()
 
     def forward(self, pooled: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``pooled``: pooling name -> (B, H) encoder features (every pooling of the space)."""
-        if self.policy == "sample":
-            if self._sample is None:
-                raise RuntimeError("OneShotHead: forward() before resample()")
-            return self.origin(pooled[self._sample["pool"]], self._sample)
-        x = self.mix("pool", lambda p: pooled[p])                           # (B, H)
-        outputs = {0: self.classifier(x, self.num_labels)}
-        for i in range(self.space.max_depth):
-            x = self.mix(layer_label("width", i), partial(self._layer_at_width, i, x))  # (B, max_width)
-            outputs[i + 1] = self.classifier(x, self.num_labels)              # zero padding reads as no input
-        return self.mix("depth", lambda d: outputs[d])                      # (B, C)
-
-    def _layer_at_width(self, i: int, x: torch.Tensor, width: int) -> torch.Tensor:
-        layer = self.layers[i]
-        h = layer.linear(x, width)                                            # (B, width)
-        h = self.mix(layer_label("norm", i), lambda n: layer.norms[n](h))
-        h = self.mix(layer_label("act", i), lambda a: create_activation(a)(h))
-        h = self.mix(layer_label("dropout", i), lambda p: F.dropout(h, p, self.training))
-        h = self.mix(layer_label("residual", i), lambda r: h + fit_width(x, width) if r else h)
-        return fit_width(h, self.space.max_width)
-
-    def mix(self, label: str, candidate: Callable[[Any], torch.Tensor]) -> torch.Tensor:
-        """Combine ``candidate(value)`` over the values of ``label`` as the policy says."""
-        values, alpha = self.labels[label], self._arch_alpha[label]
-        if self.policy == "softmax":
-            weights = self.softmax(alpha)
-            return sum(w * candidate(v) for w, v in zip(weights, values))
-        chosen = self._gates[label]
-        probs = F.softmax(alpha, -1)
-        gates = probs - probs.detach()  # value 0; carries d(probs)/d(alpha)
-        gates = gates + F.one_hot(torch.tensor(chosen, device=alpha.device), len(values)).to(gates.dtype)
-        out = gates[chosen] * candidate(values[chosen])
-        for j, v in enumerate(values):
-            if j != chosen:  # other paths: value for alpha's gradient only, no graph through weights
-                with torch.no_grad():
-                    other = candidate(v)
-                out = out + gates[j] * other
-        return out
+        """``pooled``: pooling name -> (B, H) encoder features."""
+        return self.origin(pooled, self.policy.choices())
 
 
-def head_hook(policy: str, seed: int = 0):
+def make_policy(name: str, space: SearchSpace, alphas: Mapping[str, nn.Parameter] | None,
+                cfg: OneShotConfig | None = None, seed: int = 0) -> Policy:
+    """The policy ``name`` over ``space``'s labels (registry: ``StrategySpec.policy``)."""
+    labels = space.labels()
+    if name == "sample":
+        return SamplePolicy(space, seed)
+    policies = {"softmax": lambda: SoftmaxPolicy(labels, alphas),
+                "gumbel": lambda: GumbelPolicy(labels, alphas, (cfg or OneShotConfig()).gumbel_temperature),
+                "binary_gate": lambda: BinaryGatePolicy(labels, alphas)}
+    if name not in policies:
+        raise InputError(f"unknown one-shot policy {name!r}; valid: {['sample', *policies]}")
+    return policies[name]()
+
+
+def head_hook(policy: str, cfg: OneShotConfig | None = None, seed: int = 0):
     """An NNI mutation hook replacing our ``SuperHead`` by a ``OneShotHead`` with ``policy``.
-
     For DARTS-family strategies NNI has created one alpha per label (``DARTS.mutate_model``) and
-    put them in ``memo``; their softmax (plain or Gumbel) comes in ``mutate_kwargs``."""
+    put them in ``memo``."""
     def hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]):
         if type(module) is not SuperHead:  # exact type: never re-wrap, never touch other modules
             return None
         alphas = {k: memo[k] for k in module.space.labels()} if policy != "sample" else None
-        return OneShotHead(module, policy, alphas, mutate_kwargs.get("softmax"), seed)
+        return OneShotHead(module, make_policy(policy, module.space, alphas, cfg, seed), alphas)
     return hook
 
 
@@ -281,19 +347,13 @@ def _reinforce_enas_class():
 
 
 def make_oneshot_strategy(name: str, space: SearchSpace, cfg: OneShotConfig, grad_clip: float, seed: int):
-    """The NNI strategy for ``--strategy name``, with our head hook first in its hook list."""
+    """The NNI strategy for ``--strategy name`` (the registry's class), our head hook first in its hook list."""
     from nni.nas import strategy
-    if name == "spos":
-        return strategy.RandomOneShot(mutation_hooks=[head_hook("sample", seed)])
+    spec = get_strategy(name)
+    hook = head_hook(spec.policy, cfg, seed)
     if name == "enas":
-        return _reinforce_enas_class()(space.labels(), cfg, grad_clip, mutation_hooks=[head_hook("sample", seed)])
-    if name == "darts":
-        return strategy.DARTS(mutation_hooks=[head_hook("softmax")], arc_learning_rate=cfg.arch_lr,
-                              gradient_clip_val=grad_clip)
-    if name == "gumbel_darts":
-        return strategy.GumbelDARTS(mutation_hooks=[head_hook("softmax")], arc_learning_rate=cfg.arch_lr,
-                                    gradient_clip_val=grad_clip, temperature=cfg.gumbel_temperature)
-    if name == "proxyless":
-        return strategy.Proxyless(mutation_hooks=[head_hook("binary_gate")], arc_learning_rate=cfg.arch_lr,
-                                  gradient_clip_val=grad_clip)
-    raise ValueError(f"unknown one-shot strategy {name!r}; valid: {ONE_SHOT}")
+        return _reinforce_enas_class()(space.labels(), cfg, grad_clip, mutation_hooks=[hook])
+    if name == "spos":
+        return strategy.RandomOneShot(mutation_hooks=[hook])
+    kwargs = {"mutation_hooks": [hook], "arc_learning_rate": cfg.arch_lr, "gradient_clip_val": grad_clip}
+    return getattr(strategy, spec.nni_class)(**kwargs)

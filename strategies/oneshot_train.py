@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+import time
 import warnings
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,15 +23,17 @@ from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Tr
 from supernet.data import Encoded, batch_indices, pad_batch
 from supernet.model import HeadSupernet
 from supernet.tasks import TaskSpec
-from supernet.train import (TrainConfig, dev_features, load_checkpoint, loss_fn, make_optimizer, probe_architectures,
-                            score_heads)
+from supernet.errors import InputError
+from supernet.loop import load_checkpoint, loss_fn, make_optimizer
+from supernet.scoring import dev_features, score_heads
+from supernet.train import TrainConfig, probe_architectures
 
-from .oneshot import OneShotConfig, OneShotHead, make_oneshot_strategy
+from .config import OneShotConfig
+from .oneshot import GumbelPolicy, OneShotHead, make_oneshot_strategy
+from .registry import get_strategy
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
-# strategies that take an architecture step (an extra optimizer step) per batch
-TWO_STEP = ("darts", "gumbel_darts", "proxyless", "enas")
 
 
 class HeadTrainingModule(LightningModule):
@@ -89,7 +92,7 @@ def _subset(data: Encoded, rows: np.ndarray) -> Encoded:
 def make_loader(data: Encoded, batch_size: int, pad_id: int, seed: int) -> DataLoader:
     batches = [b for b in batch_indices(data, batch_size, shuffle=True, seed=seed) if len(b) == batch_size]
     if not batches:  # batch norm needs full batches of >1 row
-        raise ValueError(f"{len(data)} rows do not fill one batch of --batch-size {batch_size}")
+        raise InputError(f"{len(data)} rows do not fill one batch of --batch-size {batch_size}")
     return DataLoader(_Batches(data, batches, pad_id), batch_size=None, shuffle=True,
                       generator=torch.Generator().manual_seed(seed))
 
@@ -108,17 +111,34 @@ class ProbeCallback(pl.Callback):
 
     def __init__(self, name: str, supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
                  total: int, every: int, device: str, probes: list[dict[str, Any]]):
-        self.name, self.supernet, self.spec, self.dev, self.pad_id = name, supernet, spec, dev, pad_id
+        self.weights_only = get_strategy(name).multi_trial is not None
+        self.supernet, self.spec, self.dev, self.pad_id = supernet, spec, dev, pad_id
         self.total, self.every, self.device, self.probes = total, every, device, probes
         self.batches, self.trajectory = 0, []
+        self.seconds = self.cpu_seconds = 0.0  # training time over every process of the run
+        self._mark = (time.time(), time.process_time())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"batches": self.batches, "trajectory": self.trajectory}
+        return {"batches": self.batches, "trajectory": self.trajectory, "seconds": self.seconds,
+                "cpu_seconds": self.cpu_seconds}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.batches, self.trajectory = state["batches"], state["trajectory"]
+        self.seconds, self.cpu_seconds = state.get("seconds", 0.0), state.get("cpu_seconds", 0.0)
+
+    def on_train_start(self, trainer, pl_module):
+        self._mark = (time.time(), time.process_time())
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        policy = self.supernet.head.policy
+        policy.set_progress(self.batches / self.total)  # per step, not per epoch (see GumbelPolicy)
+        if isinstance(policy, GumbelPolicy) and self.batches % 10 == 0:
+            trainer.logger.experiment.add_scalar("gumbel/temperature", policy.temperature, self.batches)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        now = (time.time(), time.process_time())
+        self.seconds, self.cpu_seconds = self.seconds + now[0] - self._mark[0], self.cpu_seconds + now[1] - self._mark[1]
+        self._mark = now
         self.batches += 1
         if self.batches % self.every == 0 or self.batches >= self.total:
             self.evaluate(trainer, pl_module)
@@ -129,7 +149,7 @@ class ProbeCallback(pl.Callback):
         head: OneShotHead = self.supernet.head
         feats = dev_features(self.supernet, self.dev, self.pad_id, device=self.device)
         writer = trainer.logger.experiment
-        if self.name == "spos":
+        if self.weights_only:
             for i, scores in enumerate(score_heads(head.origin, self.spec, feats, self.dev.labels, self.probes)):
                 for metric, value in scores.items():
                     writer.add_scalar(f"probe{i}/{metric}", value, self.batches)
@@ -148,16 +168,35 @@ def _trainer_device(device: str) -> dict[str, Any]:
     return {"accelerator": "gpu", "devices": [dev.index or 0]}
 
 
+def _trainer(cfg: TrainConfig, epochs: int, weights_only: bool, run_dir: Path, ckpt_dir: Path, callbacks: list,
+             checkpoint_steps: int) -> Trainer:
+    """Lightning's Trainer for a one-shot run: TensorBoard in the run directory, ``last.ckpt`` every
+    ``checkpoint_steps`` optimizer steps (weights and architecture steps alike)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+    from pytorch_lightning.loggers import TensorBoardLogger
+    # Lightning warns (with a code sample) that manual-optimisation checkpoints hold post-step weights:
+    # exactly what resuming needs
+    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
+    return Trainer(
+        max_epochs=epochs, max_steps=-1, num_sanity_val_steps=0, limit_val_batches=0,
+        precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
+        gradient_clip_val=cfg.grad_clip if weights_only else None,  # manual-optimisation strategies clip themselves
+        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
+        callbacks=[*callbacks, ModelCheckpoint(dirpath=str(ckpt_dir), save_top_k=0, save_last=True,
+                                               every_n_train_steps=checkpoint_steps)],
+        enable_model_summary=False, log_every_n_steps=10, **_trainer_device(cfg.device))
+
+
 def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
                   cfg: TrainConfig, oneshot: OneShotConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Train with one-shot strategy ``name``; return stats with the export and its dev trajectory."""
     from nni.nas.experiment import NasExperiment, NasExperimentConfig
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import TensorBoardLogger
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    if name == "spos":
+    # SPOS trains weights only (an evolution searches the result); the others learn the architecture too
+    weights_only = get_strategy(name).multi_trial is not None
+    if weights_only:
         weight_rows, arch_rows = np.arange(len(train)), None
     else:
         weight_rows, arch_rows = split_rows(len(train), oneshot.arch_fraction, cfg.seed)
@@ -167,22 +206,14 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
                    if arch_rows is not None else train_loader)
     total = cfg.max_steps or math.ceil(cfg.epochs * len(train_loader))
 
-    steps_per_batch = 2 if name in TWO_STEP else 1
+    # every strategy that learns the architecture takes an extra (architecture) optimizer step per batch
+    steps_per_batch = 1 if weights_only else 2
     ckpt_dir = run_dir / CHECKPOINT_DIR
     last = ckpt_dir / LAST
     probes = probe_architectures(supernet.space, cfg.num_probes)
     probe_cb = ProbeCallback(name, supernet, spec, dev, pad_id, total, cfg.eval_every, cfg.device, probes)
-    # Lightning warns (with a code sample) that manual-optimisation checkpoints hold post-step weights:
-    # exactly what resuming needs
-    warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization")
-    trainer = Trainer(
-        max_epochs=math.ceil(total / len(train_loader)), max_steps=-1, num_sanity_val_steps=0, limit_val_batches=0,
-        precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
-        gradient_clip_val=cfg.grad_clip if name == "spos" else None,  # manual-optimisation strategies clip themselves
-        logger=TensorBoardLogger(str(run_dir), name="tensorboard", version=""),
-        callbacks=[probe_cb, ModelCheckpoint(dirpath=str(ckpt_dir), save_top_k=0, save_last=True,
-                                             every_n_train_steps=cfg.checkpoint_every * steps_per_batch)],
-        enable_model_summary=False, log_every_n_steps=10, **_trainer_device(cfg.device))
+    trainer = _trainer(cfg, math.ceil(total / len(train_loader)), weights_only, run_dir, ckpt_dir,
+                       [probe_cb], cfg.checkpoint_every * steps_per_batch)
     resumed_from = 0
     fit_kwargs = {}
     if resume and last.is_file():
@@ -205,9 +236,9 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     if not isinstance(supernet.head, OneShotHead):
         raise RuntimeError("NNI did not mutate the supernet in place; cannot read the trained head")
     module = strategy.oneshot_module
-    exported = supernet.space.canonical(module.export()) if name != "spos" else None
-    probs = module.export_probs() if name != "spos" else None
+    exported = None if weights_only else supernet.space.canonical(module.export())
+    probs = None if weights_only else module.export_probs()
     supernet.head = supernet.head.origin  # the plain SuperHead, holding the trained parameters
     return {"steps": total, "resumed_from": resumed_from, "sequences": total * cfg.batch_size,
             "exported": exported, "probabilities": probs, "trajectory": probe_cb.trajectory,
-            "probes": probes}
+            "probes": probes, "seconds": probe_cb.seconds, "cpu_seconds": probe_cb.cpu_seconds}

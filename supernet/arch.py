@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .space import SearchSpace, get_space
+from .errors import InputError, MissingInput
+from .files import atomic_write_text
+from .space import LINEAR_HEAD, SearchSpace, get_space
 
 SCHEMA_VERSION = 1
 _FIELDS = ("schema_version", "space", "encoder", "task", "choices", "metrics")
@@ -28,7 +29,7 @@ class Architecture:
 
     def __post_init__(self):
         if self.schema_version != SCHEMA_VERSION:
-            raise ValueError(f"architecture schema_version {self.schema_version!r} is not supported "
+            raise InputError(f"architecture schema_version {self.schema_version!r} is not supported "
                              f"(this version reads {SCHEMA_VERSION})")
         choices = get_space(self.space).validate(self.choices)
         object.__setattr__(self, "choices", MappingProxyType(choices))
@@ -53,13 +54,13 @@ class Architecture:
     @classmethod
     def from_dict(cls, d: Any) -> "Architecture":
         if not isinstance(d, dict):
-            raise ValueError(f"an architecture JSON must be an object, got {type(d).__name__}")
+            raise InputError(f"an architecture JSON must be an object, got {type(d).__name__}")
         unknown = [k for k in d if k not in _FIELDS]
         if unknown:
-            raise ValueError(f"unknown field {unknown[0]!r} in architecture JSON; fields: {list(_FIELDS)}")
+            raise InputError(f"unknown field {unknown[0]!r} in architecture JSON; fields: {list(_FIELDS)}")
         for key in ("schema_version", "space", "choices"):
             if key not in d:
-                raise ValueError(f"architecture JSON has no {key!r} field (is it an architecture file?)")
+                raise InputError(f"architecture JSON has no {key!r} field (is it an architecture file?)")
         return cls(space=d["space"], choices=d["choices"], encoder=d.get("encoder", ""), task=d.get("task", ""),
                    metrics=d.get("metrics") or {}, schema_version=d["schema_version"])
 
@@ -71,51 +72,19 @@ class Architecture:
     def load(cls, path: str | os.PathLike) -> "Architecture":
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"architecture file not found: {path}")
+            raise MissingInput(f"architecture file not found: {path}")
         try:
             d = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
+            raise InputError(f"{path} is not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None
         except UnicodeDecodeError:
-            raise ValueError(f"{path} is not UTF-8 text") from None
+            raise InputError(f"{path} is not UTF-8 text") from None
         try:
             return cls.from_dict(d)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"{path}: {e}") from None
+            raise InputError(f"{path}: {e}") from None
 
 
-def _umask_mode() -> int:
-    """What ``open()`` would give a new file (mkstemp's temp files are 0600, private to the user)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_torch_save(obj: Any, path: Path) -> Path:
-    """``torch.save`` through a unique temp file + rename: a kill mid-save keeps the previous file."""
-    import torch
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+def linear_architecture(task: str, encoder: str) -> Architecture:
+    """The standard baseline head (``LINEAR_HEAD``) as a record of the ``paper`` space."""
+    return Architecture("paper", get_space("paper").canonical(LINEAR_HEAD), encoder=encoder, task=task)

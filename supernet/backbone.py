@@ -25,12 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ---------------------------------------------------------------- registries (one per choice kind)
-
-# mixer name -> depthwise kernel size (None: the pretrained self-attention)
-MIXERS: dict[str, int | None] = {"attention": None, "conv3": 3, "conv7": 7, "conv15": 15}
-# ffn choice -> whether the layer keeps its feed-forward sublayer
-FFN_CHOICES: dict[str, bool] = {"keep": True, "skip": False}
+from .errors import InputError
+from .space import FFN_CHOICES, MIXERS, backbone_label
 
 
 def _check_layout(encoder: nn.Module) -> None:
@@ -41,7 +37,7 @@ def _check_layout(encoder: nn.Module) -> None:
         layer.output.dense, encoder.embeddings
     except (AttributeError, IndexError, TypeError):
         kind = getattr(getattr(encoder, "config", None), "model_type", type(encoder).__name__)
-        raise ValueError(f"backbone spaces need a BERT-layout encoder (encoder.layer[i].attention.self.query, "
+        raise InputError(f"backbone spaces need a BERT-layout encoder (encoder.layer[i].attention.self.query, "
                          f".intermediate, .output); {kind!r} has another layout: use a head-only space") from None
 
 
@@ -221,7 +217,7 @@ class SuperBackbone(nn.Module):
         _check_layout(encoder)
         config = encoder.config
         if config.num_hidden_layers != space.encoder_layers:
-            raise ValueError(f"space {space.name!r} is bound to {space.encoder_layers} encoder layers, and the "
+            raise InputError(f"space {space.name!r} is bound to {space.encoder_layers} encoder layers, and the "
                              f"encoder has {config.num_hidden_layers}")
         kernels = [MIXERS[m] for m in space.mixer if MIXERS[m]]
         self.space, self.config = space, config
@@ -230,7 +226,6 @@ class SuperBackbone(nn.Module):
                                     for layer in encoder.encoder.layer)
 
     def _layer_choices(self, choices: Mapping[str, Any]) -> list[tuple[str, str]]:
-        from .space import backbone_label
         full = self.space.backbone_choices(choices)
         return [(full[backbone_label("mixer", j)], full[backbone_label("ffn", j)]) for j in range(len(self.layers))]
 

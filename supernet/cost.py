@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .data import Encoded, batch_indices, pad_batch
+from .errors import InputError
 
 PENALTIES = ("none", "params", "latency")
 COST_KEYS = {"params": "params", "latency": "latency_ms"}  # penalty -> the score key it reads
@@ -36,11 +37,11 @@ class Objective:
 
     def __post_init__(self):
         if self.penalty not in PENALTIES:
-            raise ValueError(f"--penalty must be one of {list(PENALTIES)}, got {self.penalty!r}")
+            raise InputError(f"--penalty must be one of {list(PENALTIES)}, got {self.penalty!r}")
         if not self.weight >= 0:
-            raise ValueError(f"--penalty-weight must be >= 0, got {self.weight}")
+            raise InputError(f"--penalty-weight must be >= 0, got {self.weight}")
         if self.weight > 0 and self.penalty == "none":
-            raise ValueError("--penalty-weight needs --penalty params or --penalty latency")
+            raise InputError("--penalty-weight needs --penalty params or --penalty latency")
 
     @property
     def active(self) -> bool:
@@ -71,7 +72,7 @@ def _median_ms(fn, repeats: int, device: torch.device | str = "cpu") -> float:
 def latency_table(backbone: nn.Module, batch: Mapping[str, torch.Tensor], repeats: int = 7) -> dict[str, float]:
     """Milliseconds per example of each block kind of a ``SuperBackbone`` on ``batch`` (eval mode).
     All layers have the same shape, so layer 0's blocks stand for every layer's."""
-    from .backbone import MIXERS
+    from .space import MIXERS
     was_training = backbone.training
     backbone.eval()
     ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")

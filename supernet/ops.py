@@ -1,18 +1,22 @@
 """Supernet ops: allocated at max size, the active choice sliced in ``forward``, ``freeze`` into plain modules.
 
 Every op takes its active choice as an explicit ``forward`` argument (no "current sample"
-stored elsewhere) and reads its input width from the input tensor, as once-for-all's dynamic
+stored elsewhere), either one value or a ``Mixture`` of values with weights (NNI's
+``forward_argument`` idiom: the op slices, a one-shot policy in ``strategies`` decides the weights), and reads its input width from the input tensor, as once-for-all's dynamic
 ops do, so a layer never holds a stale in-features value. ``freeze(...)`` returns a plain
 ``torch.nn`` module whose weights are copies of the active slice: the frozen op computes
 exactly what the supernet op computes for that choice (tests check ``allclose``).
 """
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .errors import InputError
 
 # ---------------------------------------------------------------- registries (one per choice kind)
 
@@ -25,12 +29,43 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 def _registry_get(registry: dict, kind: str, name: str):
     key = str(name).lower().replace("-", "_")
     if key not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; valid: {sorted(registry)}")
+        raise InputError(f"unknown {kind} {name!r}; valid: {sorted(registry)}")
     return registry[key]
 
 
 def create_activation(name: str) -> nn.Module:
     return _registry_get(ACTIVATIONS, "activation", name)()
+
+
+# one shared instance per activation for supernet forwards (they hold no state or parameters)
+_SHARED_ACTIVATIONS = {name: cls() for name, cls in ACTIVATIONS.items()}
+
+
+@dataclass(frozen=True)
+class Mixture:
+    """A weighted combination of one label's candidates, passed to an op in place of a single value.
+
+    ``weights``: candidate value -> scalar weight (a tensor, so the architecture parameters get
+    gradients). Values in ``no_weight_grad`` are computed without gradients to the op's weights
+    (ProxylessNAS: only the sampled path trains, the others only feed the gate's gradient)."""
+
+    weights: Mapping[Any, torch.Tensor]
+    no_weight_grad: frozenset = frozenset()
+
+
+def mix(choice: Any, op: Callable[[Any], torch.Tensor]) -> torch.Tensor:
+    """``op(choice)`` for a single value; the weighted sum of ``op(value)`` for a ``Mixture``."""
+    if not isinstance(choice, Mixture):
+        return op(choice)
+    out = None
+    for value, weight in choice.weights.items():
+        if value in choice.no_weight_grad:
+            with torch.no_grad():
+                y = op(value)
+        else:
+            y = op(value)
+        out = weight * y if out is None else out + weight * y
+    return out
 
 
 def _pool_cls(hidden: torch.Tensor, mask: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:
@@ -48,7 +83,7 @@ def _pool_max(hidden: torch.Tensor, mask: torch.Tensor, pooler_output: torch.Ten
 
 def _pool_pooler(hidden: torch.Tensor, mask: torch.Tensor, pooler_output: torch.Tensor | None) -> torch.Tensor:
     if pooler_output is None:
-        raise ValueError("pooling 'pooler' needs an encoder with a pooler layer (BertModel(add_pooling_layer=True))")
+        raise InputError("pooling 'pooler' needs an encoder with a pooler layer (BertModel(add_pooling_layer=True))")
     return pooler_output
 
 
@@ -197,19 +232,28 @@ class HiddenLayer(nn.Module):
 
 
 class SuperHiddenLayer(nn.Module):
-    """Hidden layer of the supernet: one max-size linear and one max-size norm per norm kind."""
+    """Hidden layer of the supernet: one max-size linear and one max-size norm per norm kind.
+    Each choice may be a ``Mixture``. Mixed widths are zero-padded to the max width, which is exact:
+    the next layer and the classifier read the padding as no input."""
 
     def __init__(self, max_in: int, max_width: int, norms: tuple[str, ...]):
         super().__init__()
+        self.max_width = max_width
         self.linear = SuperLinear(max_in, max_width)
         self.norms = nn.ModuleDict({name: _registry_get(NORMS, "norm", name)(max_width) for name in norms})
 
-    def forward(self, x: torch.Tensor, width: int, activation: str, dropout: float, norm: str,
-                residual: bool) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, width, activation, dropout, norm, residual) -> torch.Tensor:
+        if not isinstance(width, Mixture):
+            return self._at_width(x, width, activation, dropout, norm, residual)      # (B, width)
+        return mix(width, lambda w: fit_width(self._at_width(x, w, activation, dropout, norm, residual),
+                                              self.max_width))                        # (B, max_width)
+
+    def _at_width(self, x: torch.Tensor, width: int, activation, dropout, norm, residual) -> torch.Tensor:
         h = self.linear(x, width)                                             # (B, width)
-        h = self.norms[norm](h)
-        h = F.dropout(create_activation(activation)(h), dropout, self.training)
-        return h + fit_width(x, width) if residual else h
+        h = mix(norm, lambda n: self.norms[n](h))
+        h = mix(activation, lambda a: _SHARED_ACTIVATIONS[a](h))
+        h = mix(dropout, lambda p: F.dropout(h, p, self.training))
+        return mix(residual, lambda r: h + fit_width(x, width) if r else h)
 
     def freeze(self, in_features: int, width: int, activation: str, dropout: float, norm: str,
                residual: bool) -> HiddenLayer:

@@ -21,8 +21,17 @@ import random
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Mapping
 
-from .backbone import FFN_CHOICES, MIXERS
+from .errors import InputError
 from .ops import ACTIVATIONS, NORMS, POOLINGS
+
+# backbone registries (one per choice kind); ``supernet.backbone`` builds the blocks they name
+# mixer name -> depthwise kernel size (None: the pretrained self-attention)
+MIXERS: dict[str, int | None] = {"attention": None, "conv3": 3, "conv7": 7, "conv15": 15}
+# ffn choice -> whether the layer keeps its feed-forward sublayer
+FFN_CHOICES: dict[str, bool] = {"keep": True, "skip": False}
+# the standard head (BertForSequenceClassification's): the pooler's [CLS] vector, one linear layer.
+# The baseline of every comparison and the reference that costs are measured against.
+LINEAR_HEAD = {"pool": "pooler", "depth": 0}
 
 LAYER_KINDS = ("width", "act", "dropout", "norm", "residual")
 BACKBONE_KINDS = ("ffn", "mixer")
@@ -63,17 +72,17 @@ class SearchSpace:
                                ("mixer", MIXERS)):
             bad = [v for v in getattr(self, kind) if v not in registry]
             if bad:
-                raise ValueError(f"space {self.name!r}: unknown {kind} {bad}; valid: {sorted(registry)}")
+                raise InputError(f"space {self.name!r}: unknown {kind} {bad}; valid: {sorted(registry)}")
         for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual", "ffn", "mixer"):
             values = getattr(self, kind)
             if not values or len(set(values)) != len(values):
-                raise ValueError(f"space {self.name!r}: {kind} needs distinct candidates, got {values}")
+                raise InputError(f"space {self.name!r}: {kind} needs distinct candidates, got {values}")
         if min(self.depth) < 0 or min(self.width) < 1:
-            raise ValueError(f"space {self.name!r}: depths must be >= 0 and widths >= 1")
+            raise InputError(f"space {self.name!r}: depths must be >= 0 and widths >= 1")
         if not all(0.0 <= p < 1.0 for p in self.dropout):
-            raise ValueError(f"space {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
+            raise InputError(f"space {self.name!r}: dropout must be in [0, 1), got {self.dropout}")
         if self.backbone_kinds and self.encoder_layers < 1:
-            raise ValueError(f"space {self.name!r} has backbone choices: bind it to an encoder depth "
+            raise InputError(f"space {self.name!r} has backbone choices: bind it to an encoder depth "
                              f"(e.g. '{self.name}@6'); the search binds it to --model's depth")
 
     @property
@@ -132,20 +141,25 @@ class SearchSpace:
     def validate(self, choices: Mapping[str, Any]) -> dict[str, Any]:
         """Return ``choices`` as a plain dict, or raise one ValueError naming the first bad key."""
         if not isinstance(choices, Mapping):
-            raise TypeError(f"architecture choices must be a mapping of label -> value, got {type(choices).__name__}")
+            raise InputError(f"architecture choices must be a mapping of label -> value, got {type(choices).__name__}")
         labels = self.labels()
         unknown = [k for k in choices if k not in labels]
         if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r} for space {self.name!r}; valid keys: {list(labels)}")
+            raise InputError(f"unknown key {unknown[0]!r} for space {self.name!r}; valid keys: {list(labels)}")
         missing = [k for k in labels if k not in choices]
         if missing:
-            raise ValueError(f"missing key {missing[0]!r} for space {self.name!r}")
+            raise InputError(f"missing key {missing[0]!r} for space {self.name!r}")
         for key, allowed in labels.items():
             value = choices[key]
             # bool is an int subclass: 1 must not pass for True, nor True for depth 1
             if not any(value == a and isinstance(value, bool) == isinstance(a, bool) for a in allowed):
-                raise ValueError(f"{key}={value!r} is outside space {self.name!r}; allowed: {list(allowed)}")
+                raise InputError(f"{key}={value!r} is outside space {self.name!r}; allowed: {list(allowed)}")
         return {k: choices[k] for k in labels}
+
+    def choices_of(self, sample: Mapping[str, Any]) -> dict[str, Any]:
+        """This space's labels of an NNI sample (which may hold other labels too), validated."""
+        labels = self.labels()
+        return self.validate({k: sample[k] for k in labels if k in sample})
 
     def canonical(self, choices: Mapping[str, Any]) -> dict[str, Any]:
         """Set the labels of layers deeper than ``depth`` to their first candidate, so equal models compare equal."""
@@ -159,9 +173,8 @@ class SearchSpace:
         """The full pretrained encoder with a linear head (on the pooler if the space has it): what
         candidates' costs are measured against."""
         labels = self.labels()
-        pool = "pooler" if "pooler" in self.pool else self.pool[0]
         choices = {k: v[0] for k, v in labels.items()}
-        choices.update(pool=pool, depth=0)
+        choices.update(LINEAR_HEAD if LINEAR_HEAD["pool"] in self.pool else {**LINEAR_HEAD, "pool": self.pool[0]})
         choices.update({k: v for k, v in self.backbone_choices({}).items() if k in labels})
         return self.validate(choices)
 
@@ -195,21 +208,21 @@ PRESETS: dict[str, SearchSpace] = {
 def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
     """'small+ffn+conv@6' -> ('small', ('ffn', 'conv'), 6); the error names what is wrong."""
     if not isinstance(name, str) or not name:
-        raise ValueError(f"a space name must be a non-empty string, got {name!r}")
+        raise InputError(f"a space name must be a non-empty string, got {name!r}")
     base, _, depth = name.partition("@")
     head, *parts = base.split("+")
     head = DEFAULT_HEAD if head == "head" else head
     if head not in PRESETS:
-        raise ValueError(f"unknown space {name!r}: head preset {head!r} is not one of {sorted(PRESETS)} "
+        raise InputError(f"unknown space {name!r}: head preset {head!r} is not one of {sorted(PRESETS)} "
                          f"(or 'head' = {DEFAULT_HEAD})")
     bad = [p for p in parts if p not in BACKBONE_PARTS]
     if bad or len(set(parts)) != len(parts):
-        raise ValueError(f"unknown space {name!r}: backbone parts must be distinct ones of {sorted(BACKBONE_PARTS)}, "
+        raise InputError(f"unknown space {name!r}: backbone parts must be distinct ones of {sorted(BACKBONE_PARTS)}, "
                          f"e.g. '{head}+ffn+conv'")
     if depth and not (depth.isdigit() and int(depth) >= 1):
-        raise ValueError(f"unknown space {name!r}: the encoder depth after '@' must be a positive integer")
+        raise InputError(f"unknown space {name!r}: the encoder depth after '@' must be a positive integer")
     if depth and not parts:
-        raise ValueError(f"space {name!r}: '@{depth}' binds backbone choices, and the name has none (add +ffn/+conv)")
+        raise InputError(f"space {name!r}: '@{depth}' binds backbone choices, and the name has none (add +ffn/+conv)")
     return head, tuple(parts), int(depth) if depth else None
 
 
@@ -223,7 +236,7 @@ def get_space(name: str) -> SearchSpace:
     if not parts:
         return PRESETS[head]
     if depth is None:
-        raise ValueError(f"space {name!r} has backbone choices and needs the encoder's depth: "
+        raise InputError(f"space {name!r} has backbone choices and needs the encoder's depth: "
                          f"'{name}@<layers>' (the search appends it from --model)")
     kwargs = dict(BACKBONE_PARTS[p] for p in parts)
     return replace(PRESETS[head], name=f"{head}+{'+'.join(parts)}@{depth}", encoder_layers=depth, **kwargs)
@@ -235,7 +248,7 @@ def bind_space(name: str, encoder_layers: int) -> SearchSpace:
     if not parts:
         return PRESETS[head]
     if depth is not None and depth != encoder_layers:
-        raise ValueError(f"space {name!r} is bound to {depth} encoder layers, and the encoder has {encoder_layers}")
+        raise InputError(f"space {name!r} is bound to {depth} encoder layers, and the encoder has {encoder_layers}")
     return get_space(f"{head}+{'+'.join(parts)}@{encoder_layers}")
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InputError
+
 REGRESSION = 1  # num_labels of a regression task (STS-B)
 
 
@@ -72,7 +74,7 @@ def get_task(name: str) -> TaskSpec:
     """Look a task up by name (case and '-' insensitive: 'SST-2' == 'sst2')."""
     key = name.lower().replace("-", "").replace("_", "")
     if key not in TASKS:
-        raise ValueError(f"unknown task {name!r}; choose one of {sorted(TASKS)} "
+        raise InputError(f"unknown task {name!r}; choose one of {sorted(TASKS)} "
                          "(or give --train-file/--dev-file for your own data)")
     return TASKS[key]
 

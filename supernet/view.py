@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dir", type=Path, help="a run directory written by python -m supernet.search")
     parser.add_argument("--port", type=int, default=8080, help="web UI port")
     args = parser.parse_args(argv)
-    from strategies.evolution import check_port_free
+    from strategies.trials import check_port_free
     try:
         exp_id = find_experiment(args.run_dir)
         check_port_free(args.port)

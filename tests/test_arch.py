@@ -69,7 +69,7 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     """mkstemp's temp files are 0600; the renamed result must be readable as any new file is."""
     import os
     import torch
-    from supernet.arch import atomic_torch_save, atomic_write_text
+    from supernet.files import atomic_torch_save, atomic_write_text
     mask = os.umask(0o022)
     try:
         a = atomic_write_text(tmp_path / "a.json", "{}")

@@ -15,7 +15,8 @@ import torch
 
 from conftest import make_batch
 from supernet.arch import Architecture
-from supernet.backbone import FFN_CHOICES, MIXERS, BackboneEncoder, ConvBlock, SuperBackbone
+from supernet.backbone import BackboneEncoder, ConvBlock, SuperBackbone
+from supernet.space import FFN_CHOICES, MIXERS
 from supernet.cost import Objective, pareto_front, predicted_latency
 from supernet.encoder import tiny_encoder
 from supernet.model import HeadSupernet
@@ -176,7 +177,8 @@ def test_every_nth_step_trains_the_full_pretrained_encoder():
 
 
 def test_optimizer_trains_conv_blocks_at_the_head_rate():
-    from supernet.train import TrainConfig, make_optimizer
+    from supernet.loop import make_optimizer
+    from supernet.train import TrainConfig
     net = _supernet()
     optimizer, _ = make_optimizer(net, TrainConfig(lr_encoder=1e-5, lr_head=1e-3), 10)
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
@@ -242,7 +244,7 @@ def test_a_non_bert_layout_is_refused():
 
 @pytest.fixture()
 def backbone_state(tmp_path, tokenizer, glue_dir):
-    from strategies.scoring import write_search_state
+    from supernet.scoring import write_search_state
     from supernet.data import DataConfig, encode, load_splits
     spec, splits = load_splits(DataConfig(task="mrpc", glue_dir=str(glue_dir), max_eval_samples=40,
                                           max_train_samples=40))
@@ -256,7 +258,7 @@ def backbone_state(tmp_path, tokenizer, glue_dir):
 
 
 def test_scorer_matches_the_frozen_model_and_reuses_encoder_outputs(backbone_state, tokenizer):
-    from strategies.scoring import CandidateScorer
+    from supernet.scoring import CandidateScorer
     from supernet.metrics import compute_metrics
     from supernet.data import batch_indices, pad_batch
     path, net, spec, dev = backbone_state
@@ -281,7 +283,7 @@ def test_scorer_matches_the_frozen_model_and_reuses_encoder_outputs(backbone_sta
 
 
 def test_lookup_latency_orders_architectures_by_their_blocks(backbone_state):
-    from strategies.scoring import CandidateScorer
+    from supernet.scoring import CandidateScorer
     scorer = CandidateScorer.from_file(backbone_state[0])
     table = scorer.costs["latency_table"]
     assert set(table) >= {"embeddings", "attention", "conv3", "conv7", "conv15", "ffn", "pooler"}
@@ -315,7 +317,7 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
 
 
 def test_retrained_backbone_model_saves_and_loads(tmp_path):
-    from retrain.run import build_model, load_model, save_model
+    from supernet.model import build_model, load_model, save_model
     space = get_space(f"tiny+ffn+conv@{LAYERS}")
     arch = Architecture(space.name, _arch(space, "conv15", "skip", pool="mean"), task="mrpc")
     model = build_model(arch, tiny_encoder(layers=LAYERS), 2).eval()

@@ -86,8 +86,8 @@ def test_retrain_can_start_from_the_supernet(tmp_path, glue_dir, tiny_model_dir,
     the linear baseline from the pretrained encoder; a directory that is no run is refused."""
     import torch
 
-    from retrain.run import load_model
-    from supernet.search import load_supernet
+    from supernet.model import load_model
+    from supernet.train import load_supernet
     run = tmp_path / "run"
     assert search_main([*FAST, "--glue-dir", str(glue_dir), "--model", str(tiny_model_dir), "--space",
                         "tiny+ffn+conv", "--trials", "4", "--output-dir", str(run)]) == 0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from retrain.cli import main as retrain_main
-from retrain.run import linear_architecture
+from supernet.arch import linear_architecture
 from supernet.search import main as search_main
 
 FAST = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-steps", "2", "--batch-size", "8",
@@ -264,8 +264,12 @@ def test_label_count_mismatch(capsys, tmp_path, glue_dir):
 
 
 def test_bad_seeds(capsys, tmp_path, glue_dir):
-    retrain_refuses(capsys, tmp_path, glue_dir, ["linear", "--task", "mrpc", "--seeds", "1,x"],
-                    r"--seeds must be comma-separated integers")
+    """A flag of the wrong type is argparse's error: exit 2, naming the flag and the value."""
+    with pytest.raises(SystemExit) as e:
+        retrain_main(["linear", "--task", "mrpc", "--seeds", "1,x", "--output-dir", str(tmp_path / "out")])
+    assert e.value.code == 2
+    assert "argument --seeds: expected comma-separated int values, got '1,x'" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_retrain_output_dir_holding_results_is_not_touched(capsys, tmp_path, glue_dir):
@@ -276,7 +280,7 @@ def test_retrain_output_dir_holding_results_is_not_touched(capsys, tmp_path, glu
 
 
 def test_truncated_model_file(tmp_path):
-    from retrain.run import load_model
+    from supernet.model import load_model
     f = csv_file(tmp_path / "model.pt", b"PK\x03\x04 cut short")
     with pytest.raises(ValueError, match=r"model.pt is not a saved retrain model \(corrupt or truncated"):
         load_model(f)
@@ -288,7 +292,7 @@ def test_retrain_nan_loss_stops_without_results(capsys, tmp_path, glue_dir, tiny
                          "--max-train-samples", "64", "--max-steps", "20", "--seeds", "1", "--lr-encoder", "1e30",
                          "--lr-head", "1e30", "--output-dir", str(out)]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and re.search(r"loss is nan at step \d+ \(seed 1\); lower --lr-encoder/--lr-head", err[0])
+    assert len(err) == 1 and re.search(r"loss is nan at step \d+ of linear seed 1; lower --lr-encoder/--lr-head", err[0])
     assert not (out / "results.json").exists() and not (out / "linear" / "model.pt").exists()
 
 

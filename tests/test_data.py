@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from supernet.data import DataConfig, batch_indices, encode, iterate, load_splits
+from supernet.errors import InputError
 from supernet.tasks import TASKS, get_task
 
 # The row counts in ../shared/data/README.md
@@ -107,7 +108,7 @@ def test_hub_failure_says_how_to_go_offline(monkeypatch):
         raise ConnectionError("no network")
     monkeypatch.delenv("GLUE_DIR", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", offline)
-    with pytest.raises(RuntimeError, match="set GLUE_DIR"):
+    with pytest.raises(InputError, match="set GLUE_DIR"):
         load_splits(DataConfig(task="rte"))
 
 

@@ -95,7 +95,7 @@ def test_retrain_under_torchrun(tmp_path, tiny_model_dir, glue_dir):
     results = json.loads((out / "results.json").read_text())
     assert sorted(results["heads"]["linear"]["seeds"]) == ["1", "2"]
     assert not list(out.rglob("checkpoint.pt"))  # finished seeds keep no checkpoint
-    from retrain.run import load_model
+    from supernet.model import load_model
     load_model(out / "linear" / "model.pt")
 
 

@@ -8,9 +8,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from strategies import ONE_SHOT
-from strategies.oneshot import OneShotHead, head_hook
+from strategies.config import OneShotConfig
+from strategies.oneshot import OneShotHead, head_hook, make_policy
 from supernet.arch import Architecture
 from supernet.model import SuperHead
+from supernet.ops import mix
 from supernet.space import get_space
 
 SPACE = get_space("tiny")
@@ -22,27 +24,70 @@ def _pooled(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
     return {p: torch.randn(batch, HIDDEN, generator=g) for p in SPACE.pool}
 
 
-def _peaked_alphas(arch: dict, peak: float = 60.0) -> dict[str, nn.Parameter]:
+def _trained_head(num_labels: int, seed: int = 0) -> SuperHead:
+    """A head whose every parameter and batch-norm statistic is random (as after training), so that
+    slicing norm gains, biases and running statistics inside a mixture is exercised: at PyTorch's
+    initialisation (gains 1, biases 0) a wrong slice would go unnoticed."""
+    head = SuperHead(SPACE, HIDDEN, num_labels)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (1.0 if p.ndim == 1 else 0.0))
+        for name, b in head.named_buffers():
+            if "running_mean" in name:
+                b.copy_(torch.randn(b.shape, generator=g))
+            elif "running_var" in name:
+                b.copy_(torch.rand(b.shape, generator=g) + 0.5)
+    return head
+
+
+def _alphas(arch: dict | None = None, peak: float = 60.0) -> dict[str, nn.Parameter]:
+    """Zero alphas, or (numerically) one-hot at ``arch``."""
+    if arch is None:
+        return {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
     return {k: nn.Parameter(peak * F.one_hot(torch.tensor(v.index(arch[k])), len(v)).float())
             for k, v in SPACE.labels().items()}
+
+
+def _shot(head, policy: str, alphas=None, **kwargs) -> OneShotHead:
+    return OneShotHead(head, make_policy(policy, SPACE, alphas, **kwargs), alphas)
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_softmax_mixture_at_one_hot_alphas_is_the_chosen_head(seed):
     """Mixing widths by zero padding is exact: at (numerically) one-hot alphas the DARTS forward
     equals the plain supernet head of that architecture, for every depth, width, norm and shortcut."""
-    head = SuperHead(SPACE, HIDDEN, 3)
+    head = _trained_head(3, seed)
     arch = SPACE.sample(random.Random(seed))
-    mixed = OneShotHead(head, "softmax", _peaked_alphas(arch)).eval()
+    alphas = _alphas(arch)
+    mixed = _shot(head, "softmax", alphas).eval()
     pooled = _pooled(seed=seed)
     expected = head.eval()(pooled[arch["pool"]], arch)
     torch.testing.assert_close(mixed(pooled), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_the_exactness_test_sees_a_wrong_norm_slice(monkeypatch):
+    """The test above fails if a mixed layer normalised with the wrong slice of the norm's gains."""
+    from supernet import ops
+    head = _trained_head(3, 1)
+    arch = {**SPACE.sample(random.Random(0)), "depth": 1, "norm_0": "layernorm", "width_0": 8}
+    pooled = _pooled()
+    expected = head.eval()(pooled[arch["pool"]], arch)
+    real = ops.SuperLayerNorm.forward
+
+    def shifted(self, x):  # the gains of the wrong units (as a slicing bug would take)
+        w = x.shape[-1]
+        return F.layer_norm(x, (w,), self.norm.weight[-w:], self.norm.bias[:w], self.norm.eps)
+    monkeypatch.setattr(ops.SuperLayerNorm, "forward", shifted)
+    mixed = _shot(head, "softmax", _alphas(arch)).eval()(pooled)
+    monkeypatch.setattr(ops.SuperLayerNorm, "forward", real)
+    assert not torch.allclose(mixed, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_softmax_mixture_is_a_weighted_sum_at_uniform_alphas():
     head = SuperHead(SPACE, HIDDEN, 2).eval()
-    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
-    mixed = OneShotHead(head, "softmax", alphas).eval()
+    alphas = _alphas()
+    mixed = _shot(head, "softmax", alphas).eval()
     pooled = _pooled()
     # depth and pool are the outermost mixtures: at depth 0 only pool mixes into the classifier
     depth0 = sum(head.classifier(pooled[p], 2) for p in SPACE.pool) / len(SPACE.pool)
@@ -56,16 +101,14 @@ def test_softmax_mixture_is_a_weighted_sum_at_uniform_alphas():
 
 def test_binary_gate_gradient_is_proxylessnas_estimator():
     """y = candidate(sampled); dL/dalpha_i = sum_j <dL/dy, o_j> p_j (delta_ij - p_i) (ProxylessNAS eq. 4)."""
-    head = SuperHead(SPACE, HIDDEN, 2)
     torch.manual_seed(3)
     alphas = {k: nn.Parameter(torch.randn(len(v))) for k, v in SPACE.labels().items()}
-    gate = OneShotHead(head, "binary_gate", alphas)
-    gate.resample({})
+    policy = make_policy("binary_gate", SPACE, alphas)
+    policy.resample({})
     outputs = {p: torch.randn(4, 5) for p in SPACE.pool}
     w = torch.randn(4, 5)
-    y = gate.mix("pool", lambda p: outputs[p])
-    chosen = SPACE.pool[gate._gates["pool"]]
-    torch.testing.assert_close(y, outputs[chosen])
+    y = mix(policy.choices()["pool"], outputs.__getitem__)
+    torch.testing.assert_close(y, outputs[policy.sampled()["pool"]])
     (y * w).sum().backward()
     p = F.softmax(alphas["pool"].detach(), -1)
     dg = torch.stack([(w * outputs[v]).sum() for v in SPACE.pool])  # dL/dg_j
@@ -74,13 +117,13 @@ def test_binary_gate_gradient_is_proxylessnas_estimator():
 
 
 def test_binary_gate_forward_is_the_sampled_head_and_trains_only_its_weights():
-    head = SuperHead(SPACE, HIDDEN, 2)
-    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
-    gate = OneShotHead(head, "binary_gate", alphas).eval()
+    head = _trained_head(2)
+    alphas = _alphas()
+    gate = _shot(head, "binary_gate", alphas).eval()
     for seed in range(6):
         torch.manual_seed(seed)
         gate.resample({})
-        arch = {k: SPACE.labels()[k][i] for k, i in gate._gates.items()}
+        arch = gate.policy.sampled()
         pooled = _pooled(seed=seed)
         torch.testing.assert_close(gate(pooled), head.eval()(pooled[arch["pool"]], arch), rtol=1e-5, atol=1e-5)
         if arch["depth"] == 0:
@@ -91,9 +134,31 @@ def test_binary_gate_forward_is_the_sampled_head_and_trains_only_its_weights():
             assert alphas["depth"].grad.abs().sum() > 0
 
 
+def test_gumbel_noise_is_drawn_once_per_label_per_forward(monkeypatch):
+    """Each label's Gumbel weights are drawn once per forward, not once per use: layer 0's
+    activation mixture is used once for every width of the layer, and must see one draw."""
+    head = SuperHead(SPACE, HIDDEN, 2)
+    shot = _shot(head, "gumbel", _alphas(), cfg=OneShotConfig(gumbel_temperature=(1.0, 0.5))).train()
+    draws: list[int] = []
+    real = F.gumbel_softmax
+    monkeypatch.setattr(F, "gumbel_softmax", lambda logits, **kw: draws.append(len(logits)) or real(logits, **kw))
+    shot(_pooled())
+    assert len(draws) == len(SPACE.labels())  # one per label, however often the label shapes the forward
+
+
+def test_gumbel_temperature_anneals_per_step():
+    shot = _shot(SuperHead(SPACE, HIDDEN, 2), "gumbel", _alphas(), cfg=OneShotConfig(gumbel_temperature=(1.0, 0.2)))
+    temps = []
+    for step in range(5):
+        shot.policy.set_progress(step / 4)
+        temps.append(shot.policy.temperature)
+    assert temps[0] == pytest.approx(1.0) and temps[-1] == pytest.approx(0.2)
+    assert all(a > b for a, b in zip(temps, temps[1:]))  # strictly falls from step to step
+
+
 def test_sample_policy_follows_resample_and_memo():
     head = SuperHead(SPACE, HIDDEN, 2).eval()
-    shot = OneShotHead(head, "sample").eval()
+    shot = _shot(head, "sample").eval()
     with pytest.raises(RuntimeError, match="before resample"):
         shot(_pooled())
     new = shot.resample({"pool": "mean", "depth": 2})
@@ -106,7 +171,7 @@ def test_sample_policy_follows_resample_and_memo():
 
 def test_hook_wraps_only_the_super_head_and_shares_its_parameters():
     head = SuperHead(SPACE, HIDDEN, 2)
-    alphas = {k: nn.Parameter(torch.zeros(len(v))) for k, v in SPACE.labels().items()}
+    alphas = _alphas()
     hook = head_hook("softmax")
     wrapped = hook(head, "head", dict(alphas), {"softmax": nn.Softmax(-1)})
     assert isinstance(wrapped, OneShotHead) and wrapped.origin is head
@@ -121,7 +186,7 @@ def test_hook_wraps_only_the_super_head_and_shares_its_parameters():
 def test_export_is_the_argmax_and_probabilities_sum_to_one():
     head = SuperHead(SPACE, HIDDEN, 2)
     arch = SPACE.sample(random.Random(5))
-    shot = OneShotHead(head, "softmax", _peaked_alphas(arch, peak=2.0))
+    shot = _shot(head, "softmax", _alphas(arch, peak=2.0))
     assert shot.export({}) == arch
     probs = shot.export_probs({})
     assert set(probs) == set(SPACE.labels())
@@ -148,9 +213,9 @@ def test_enas_controller_learns_the_rewarded_choice():
 
 def test_policy_needs_alphas():
     with pytest.raises(ValueError, match="one alpha per label"):
-        OneShotHead(SuperHead(SPACE, HIDDEN, 2), "softmax", {})
+        make_policy("softmax", SPACE, {})
     with pytest.raises(ValueError, match="unknown one-shot policy"):
-        OneShotHead(SuperHead(SPACE, HIDDEN, 2), "bogus")
+        make_policy("bogus", SPACE, None)
 
 
 # ------------------------------------------------------------------------------ end to end

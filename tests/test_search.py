@@ -48,21 +48,21 @@ def test_evolution_is_deterministic(tmp_path, glue_dir):
 
 
 def test_resume_after_interruption_gives_the_same_weights(tmp_path, glue_dir, monkeypatch):
-    import supernet.train as train
+    import supernet.loop as loop
     assert _search(tmp_path / "straight", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
                    glue_dir=glue_dir) == 0
 
-    real_save = train.save_checkpoint
+    real_save = loop.save_checkpoint
 
-    def save_then_die(path, supernet, optimizer, scheduler, step, extra):
-        real_save(path, supernet, optimizer, scheduler, step, extra)
+    def save_then_die(*args):
+        real_save(*args)
         raise KeyboardInterrupt  # a kill right after the step-2 checkpoint
-    monkeypatch.setattr(train, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(loop, "save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         _search(tmp_path / "killed", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
                 glue_dir=glue_dir)
     assert torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)["step"] == 2
-    monkeypatch.setattr(train, "save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "save_checkpoint", real_save)
     assert search_main(["--resume", str(tmp_path / "killed"), "--no-webui"]) == 0
     a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "killed" / "checkpoint.pt", weights_only=False)
@@ -84,7 +84,7 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, glue_dir, capsys):
     (["--space", "huge"], "unknown space 'huge'"),
     (["--sample-size", "50", "--population", "4"], "--sample-size must be in"),
     (["--model", "/"], "is not a model directory"),
-    (["--resume", "/nonexistent/run"], "no such run directory"),
+    (["--resume", "/nonexistent/run"], "no run_config.json there (not a search run directory)"),
 ])
 def test_bad_cli_input_is_one_line(tmp_path, capsys, args, message, glue_dir):
     code = search_main(["--glue-dir", str(glue_dir), "--output-dir", str(tmp_path / "r"), "--no-webui", *args])
@@ -125,7 +125,7 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
     finals = [json.loads(json.loads(j["finalMetricData"][0]["data"])) for j in jobs if j.get("finalMetricData")]
     assert len(finals) == 4 and all(0.0 <= m["default"] <= 1.0 and "f1" in m for m in finals)
     # what the web UI shows for a trial (its sample) is what produced its metric
-    from strategies.scoring import CandidateScorer
+    from supernet.scoring import CandidateScorer
     scorer = CandidateScorer.from_file(run / "search_state.pt")
     for job, final in zip(jobs, finals):
         sample = json.loads(job["hyperParameters"][0])["parameters"]["sample"]
@@ -138,7 +138,7 @@ def test_a_port_just_released_is_free_but_a_listening_one_is_not():
     """A server that closed with open connections leaves TIME_WAIT behind; NNI's manager can bind
     over it, so the port check must not call it busy (seen on resume after a killed web-UI run)."""
     import socket
-    from strategies.evolution import check_port_free
+    from strategies.trials import check_port_free
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))

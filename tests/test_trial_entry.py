@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import ROOT
-from strategies.evolution import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
-from strategies.scoring import CandidateScorer, save_search_state
+from strategies.trials import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
+from supernet.scoring import CandidateScorer, save_search_state
 from strategies.trial_entry import candidate
 from supernet.model import SuperHead
 from supernet.space import get_space
@@ -80,7 +80,7 @@ def test_light_entry_imports_neither_torch_nor_nni():
 
 def test_ledger_sees_lines_appended_by_another_process(state_path, tmp_path):
     """The ledger is parsed once per process, but a line another process appended is still recalled."""
-    from strategies.evolution import Ledger
+    from strategies.trials import Ledger
     scorer = CandidateScorer.from_file(state_path)
     space = get_space("tiny")
     ours, theirs = space.sample(random.Random(5)), space.sample(random.Random(6))

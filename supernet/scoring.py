@@ -1,4 +1,11 @@
-"""Score candidates with weights inherited from the trained supernet, on cached encoder outputs.
+"""Scoring: heads on cached encoder outputs with inherited weights, and plain models on a split.
+
+- ``dev_features`` runs the encoder over a split once, pooled every way the space allows;
+  ``score_heads`` / ``score_probes`` score subnets on them (probes during supernet training).
+- ``CandidateScorer`` is what a search scores candidates with (below).
+- ``predict`` / ``evaluate`` run a plain (frozen or retrained) model over a split.
+
+Candidates are scored with weights inherited from the trained supernet, on cached encoder outputs.
 
 Head-only spaces: the search state file holds the trained super head, the dev set's pooled encoder
 outputs (every pooling of the space) and a slice of training outputs for batch-norm
@@ -24,11 +31,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from supernet.arch import atomic_torch_save
-from supernet.cost import Objective, predicted_latency
-from supernet.metrics import compute_metrics
-from supernet.model import SuperHead
-from supernet.space import get_space
+from .cost import Objective, latency_table, predicted_latency
+from .data import Encoded, batch_indices, pad_batch
+from .files import atomic_torch_save
+from .metrics import compute_metrics
+from .model import HeadSupernet, SuperHead
+from .space import get_space
+from .tasks import TaskSpec
 
 SEARCH_STATE = "search_state.pt"
 _CACHED_ENCODERS = 8  # encoder outputs kept per split in a backbone space (dev: rows x hidden x pools)
@@ -51,14 +60,11 @@ def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, cali
                        objective: Objective = Objective()) -> None:
     """The search state of a trained supernet: cached features (head-only space) or the supernet
     itself (backbone space), the cost tables and the objective."""
-    from supernet.cost import latency_table
-    from supernet.data import pad_batch
-    from supernet.train import dev_features
     space = supernet.space
     linear = space.reference()  # full encoder, linear head
-    head_linear = supernet.head.hidden_size * supernet.num_labels + supernet.num_labels
     encoder_params = supernet.encoder_parameters(linear)
-    reference = {"params": encoder_params + head_linear}
+    # the reference's parameters as any candidate's are counted (CandidateScorer.cost)
+    reference = {"params": encoder_params + sum(p.numel() for p in supernet.head.freeze(linear).parameters())}
     table = None
     if space.has_backbone:
         sample = {k: v.to(device) for k, v in pad_batch(dev, np.arange(min(32, len(dev))), pad_id).items()}
@@ -78,8 +84,6 @@ def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, cali
 def _rebuild_supernet(state: Mapping[str, Any]):
     """The trained supernet of a backbone space, from its config and weights (nothing downloaded)."""
     from transformers import AutoConfig, AutoModel
-
-    from supernet.model import HeadSupernet
     config = dict(state["backbone"]["encoder_config"])
     encoder = AutoModel.from_config(AutoConfig.for_model(config.pop("model_type"), **config))
     supernet = HeadSupernet(encoder, get_space(state["space"]), state["num_labels"])
@@ -116,7 +120,6 @@ class CandidateScorer:
             return self.dev if split == "dev" else self.calib
         key = (split, self.space.backbone_key(choices))
         if key not in self._cache:
-            from supernet.train import dev_features
             self._cache[key] = dev_features(self.supernet, self.backbone[split], self.backbone["pad_id"],
                                             choices=choices)
             if len(self._cache) > 2 * _CACHED_ENCODERS:
@@ -178,3 +181,68 @@ class CandidateScorer:
 def cached_scorer(path: str) -> CandidateScorer:
     """One scorer per process and state file (the in-process engine scores thousands of candidates)."""
     return CandidateScorer.from_file(path)
+
+
+@torch.no_grad()
+def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size: int = 128,
+                 device: str = "cpu", choices: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
+    """Encoder outputs of a split pooled every way the space allows, computed once and reused
+    (in a backbone space: by the encoder of ``choices``)."""
+    was_training = supernet.training
+    supernet.eval()
+    chunks: dict[str, list[torch.Tensor]] = {p: [] for p in supernet.space.pool}
+    order = np.arange(len(data))  # unsorted: rows stay aligned with labels
+    for start in range(0, len(data), batch_size):
+        batch = {k: v.to(device) for k, v in pad_batch(data, order[start:start + batch_size], pad_id).items()}
+        for p, feats in supernet.pooled_features(batch, choices=choices).items():
+            chunks[p].append(feats.float().cpu())
+    supernet.train(was_training)
+    return {p: torch.cat(c) for p, c in chunks.items()}
+
+
+@torch.no_grad()
+def score_heads(head: SuperHead, spec: TaskSpec, features: Mapping[str, torch.Tensor],
+                labels: np.ndarray, archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
+    """Official metrics of several heads on precomputed features (supernet BN statistics as they are)."""
+    was_training = head.training
+    head.eval()
+    device = next(head.parameters()).device
+    out = [compute_metrics(spec.metrics, head(features[a["pool"]].to(device), a).float().cpu().numpy(), labels)
+           for a in archs]
+    head.train(was_training)
+    return out
+
+
+def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
+                 archs: list[Mapping[str, Any]], device: str) -> list[dict[str, float]]:
+    """Dev metrics of fixed subnets; one encoder pass per distinct backbone (one in a head-only space)."""
+    by_backbone: dict[tuple, list[int]] = {}
+    for i, a in enumerate(archs):
+        by_backbone.setdefault(supernet.space.backbone_key(a), []).append(i)
+    out: list[dict[str, float]] = [{} for _ in archs]
+    for rows in by_backbone.values():
+        feats = dev_features(supernet, dev, pad_id, device=device, choices=archs[rows[0]])
+        for i, scores in zip(rows, score_heads(supernet.head, spec, feats, dev.labels, [archs[r] for r in rows])):
+            out[i] = scores
+    return out
+
+@torch.no_grad()
+def predict(model: nn.Module, data: Encoded, pad_id: int, device: str = "cpu", batch_size: int = 128,
+            progress: bool = False) -> np.ndarray:
+    """Outputs of a plain model over a split, in row order: logits (N, C) or regression scores (N, 1)."""
+    from tqdm.auto import tqdm
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for index in tqdm(batch_indices(data, batch_size, shuffle=False, bucket=False), desc="predict", unit="batch",
+                      disable=not progress, dynamic_ncols=True):
+        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items() if k != "labels"}
+        outputs.append(model(**batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
+
+
+def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
+             batch_size: int = 128) -> dict[str, float]:
+    """The task's official metrics of a plain model on a split."""
+    return compute_metrics(spec.metrics, predict(model, data, pad_id, device, batch_size), data.labels)

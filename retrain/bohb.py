@@ -12,36 +12,42 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from supernet.arch import Architecture, atomic_write_text
+from supernet.arch import Architecture
+from supernet.config import Config, arg
 from supernet.data import Encoded
+from supernet.errors import InputError
+from supernet.files import atomic_write_json
+from supernet.loop import steps_per_epoch
 from supernet.space import LAYER_KINDS, SearchSpace, layer_label
 from supernet.tasks import TaskSpec
+
+from .run import fine_tune
 
 STUDY = "study.db"
 
 
 @dataclass(frozen=True)
-class BOHBConfig:
+class BOHBConfig(Config):
     """Budget of the BO-Hyperband baseline (validated; messages name the CLI flag)."""
 
-    trials: int = 16
-    rung_epochs: float = 1.0      # fine-tuning between two Hyperband rungs
-    reduction_factor: int = 3
-    seed: int = 0
+    trials: int = arg(16, "BO-Hyperband trials (real fine-tunes)", flag="--bohb-trials")
+    rung_epochs: float = arg(1.0, "fine-tuning between two Hyperband rungs")
+    reduction_factor: int = arg(3, "Hyperband's reduction factor")
+    seed: int = arg(0, "seed of the BO-HB sampler and of its trials' fine-tunes", cli=False)
 
     def __post_init__(self):
         if self.trials < 1:
-            raise ValueError(f"--bohb-trials must be >= 1, got {self.trials}")
+            raise InputError(f"--bohb-trials must be >= 1, got {self.trials}")
         if not self.rung_epochs > 0:
-            raise ValueError(f"--rung-epochs must be > 0, got {self.rung_epochs}")
+            raise InputError(f"--rung-epochs must be > 0, got {self.rung_epochs}")
         if self.reduction_factor < 2:
-            raise ValueError(f"--reduction-factor must be >= 2, got {self.reduction_factor}")
+            raise InputError(f"--reduction-factor must be >= 2, got {self.reduction_factor}")
 
 
 def suggest_choices(trial, space: SearchSpace) -> dict[str, Any]:
@@ -62,8 +68,7 @@ def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, p
     """Run (or continue) the study; write ``trials.json`` and ``best_arch.json``; return the summary."""
     import optuna
 
-    from retrain.run import build_model, fine_tune
-    from supernet.train import steps_per_epoch
+    from supernet.model import build_model
 
     out_dir.mkdir(parents=True, exist_ok=True)
     per_epoch = steps_per_epoch(len(train), fine_tune_cfg.batch_size)
@@ -117,11 +122,11 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
     best = max(complete, key=lambda t: t["metrics"][spec.main_metric])
     arch = Architecture(space.name, best["choices"], metrics=best["metrics"], **meta)
     arch.save(out_dir / "best_arch.json")
-    summary = {"config": asdict(cfg), "trials": trials, "full_budget_epochs": total / per_epoch,
+    summary = {"config": cfg.to_dict(), "trials": trials, "full_budget_epochs": total / per_epoch,
                "completed": len(complete), "pruned": len(trials) - len(complete),
                "epochs_spent": sum(t["epochs"] for t in trials),
                "seconds": sum(t["seconds"] for t in trials), "cpu_seconds": sum(t["cpu_seconds"] for t in trials),
                "best": {"choices": dict(arch.choices), "metrics": dict(arch.metrics)}}
-    atomic_write_text(out_dir / "trials.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out_dir / "trials.json", summary)
     return summary
 

@@ -1,0 +1,275 @@
+"""The search pipeline: train the supernet -> cache encoder outputs -> run the strategy -> export -> report.
+
+``SearchJob`` is every setting of a search (stored as the run directory's ``run_config.json``);
+``run_search(job, ...)`` runs it, or the rest of an interrupted one, and returns a ``SearchResult``.
+``python -m supernet.search`` and ``retrain.compare`` both call it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from supernet import distributed
+from supernet.arch import Architecture
+from supernet.config import Config
+from supernet.data import DataConfig, TaskData, load_task
+from supernet.encoder import EncoderConfig, load_tokenizer
+from supernet.errors import InputError, MissingInput
+from supernet.files import atomic_write_json, claim_output_dir, read_json
+from supernet.model import HeadSupernet
+from supernet.scoring import SEARCH_STATE, CandidateScorer, write_search_state
+from supernet.space import SearchSpace, bind_space
+from supernet.train import RUN_CONFIG, TrainConfig, train_supernet
+
+from . import report
+from .config import DISPLAY_FIELDS, OneShotConfig, SearchConfig
+
+
+@dataclass(frozen=True)
+class SearchJob:
+    """Every setting of a search, one typed config per part; ``run_config.json`` of its run directory."""
+
+    encoder: EncoderConfig = EncoderConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    search: SearchConfig = SearchConfig()
+    oneshot: OneShotConfig = OneShotConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "SearchJob":
+        path = Path(run_dir) / RUN_CONFIG
+        if not path.is_file():
+            raise MissingInput(f"--resume {run_dir}: no {RUN_CONFIG} there (not a search run directory)")
+        stored = read_json(path, "a search run's settings")
+        parts = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in stored:
+                raise InputError(f"{path} has no {f.name!r} settings: it was written by another version of this "
+                                 "library or by hand; start a new search instead of --resume")
+            parts[f.name] = _config_class(f.name).from_dict(stored[f.name], f"{path} {f.name!r}")
+        return cls(**parts)
+
+    def resumed_with(self, given: dict[str, Any]) -> "SearchJob":
+        """This stored job, resumed by a command that gave the flags ``given`` (field -> value): a
+        resumed search may change how it is shown (``DISPLAY_FIELDS``); any other setting that
+        differs from the stored one is refused, naming each."""
+        parts, diffs = {}, []
+        for f in dataclasses.fields(self):
+            stored = getattr(self, f.name)
+            mine = {k: v for k, v in given.items() if k in {g.name for g in dataclasses.fields(stored)}}
+            new = replace(stored, **mine)
+            diffs += stored.differences(new, DISPLAY_FIELDS if f.name == "search" else ())
+            parts[f.name] = new
+        if diffs:
+            raise InputError(f"--resume continues a run with its stored settings, and this command changes "
+                             f"{'; '.join(dict.fromkeys(diffs))}; drop those flags, or start a new run")
+        return SearchJob(**parts)
+
+
+def _config_class(part: str) -> type:
+    return {"encoder": EncoderConfig, "data": DataConfig, "train": TrainConfig, "search": SearchConfig,
+            "oneshot": OneShotConfig}[part]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search produced: the run directory, its exported architectures (best first) and summary."""
+
+    run_dir: Path
+    top: tuple[Architecture, ...]
+    summary: dict[str, Any]
+
+    @property
+    def best(self) -> Architecture:
+        return self.top[0]
+
+    @property
+    def seconds(self) -> float:
+        return self.summary["seconds"]["total"]
+
+    @property
+    def cpu_seconds(self) -> float:
+        return self.summary["cpu_seconds"]["total"]
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "SearchResult":
+        summary = read_json(Path(run_dir) / report.SUMMARY, "a finished search's summary")
+        top = tuple(Architecture.load(Path(run_dir) / f"arch_top{i}.json") for i in range(1, len(summary["top_k"]) + 1))
+        return cls(Path(run_dir), top, summary)
+
+
+def default_run_dir(job: SearchJob) -> Path:
+    return Path(f"logs/{job.data.task}-{job.search.strategy}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def check_strategy_space(search: SearchConfig, space: SearchSpace) -> None:
+    """Refuse a strategy that cannot search this space, before anything runs."""
+    if space.has_backbone and not search.spec.searches_backbone:
+        raise InputError(f"--strategy {search.strategy} learns head choices only; search backbone space "
+                         f"{space.name!r} with --strategy evolution or random")
+    if search.penalty == "latency" and not space.has_backbone:
+        raise InputError(f"--penalty latency needs a backbone space (in {space.name!r} every candidate runs the same "
+                         "encoder); use --penalty params, or --space <head>+ffn / +conv")
+
+
+@dataclass
+class _Prepared:
+    """What the search needs in memory: the tokenised task and the untrained supernet."""
+
+    task: TaskData
+    supernet: HeadSupernet
+
+
+def _prepare(job: SearchJob, resume: bool) -> _Prepared:
+    """Data, tokenizer, encoder and supernet, checked before the run directory is claimed: a typo
+    leaves nothing behind."""
+    search, train_cfg = job.search, job.train
+    if distributed.world_size() > 1 and not search.spec.searches_backbone:
+        raise InputError(f"--strategy {search.strategy} trains through NNI's one-shot engine in one process; "
+                         "under torchrun use --strategy evolution or random")
+    if distributed.is_main() and search.webui and search.multi_trial:
+        from .trials import check_port_free
+        check_port_free(search.port)  # now, not after an hour of supernet training
+    task = load_task(job.data, load_tokenizer(job.encoder.model))
+    encoder = job.encoder.load()
+    space = bind_space(train_cfg.space, encoder.config.num_hidden_layers)
+    check_strategy_space(search, space)
+    torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
+    supernet = HeadSupernet(encoder, space, task.spec.num_labels)  # a non-BERT layout fails here, before the claim
+    return _Prepared(task, supernet)
+
+
+def _train(job: SearchJob, p: _Prepared, run_dir: Path, resume: bool) -> dict[str, Any]:
+    t = p.task
+    if job.search.spec.kind == "one-shot":
+        from .oneshot_train import train_oneshot
+        return train_oneshot(job.search.strategy, p.supernet, t.spec, t.train, t.dev, t.pad_id, job.train,
+                             job.oneshot, run_dir, resume)
+    return train_supernet(p.supernet, t.spec, t.train, t.dev, t.pad_id, job.train, run_dir, resume=resume)
+
+
+def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False
+               ) -> SearchResult | None:
+    """Run ``job`` into ``run_dir`` (default: a new folder under logs/), or continue it with ``resume``.
+    Under torchrun every rank trains; rank 0 alone searches and writes, and the others return None."""
+    t0, cpu0 = time.time(), time.process_time()
+    job = replace(job, train=replace(job.train, device=distributed.init_from_env(job.train.device)))
+    main = distributed.is_main()
+    if resume and main and job.search.webui and job.search.multi_trial:
+        from .trials import stop_stale_manager
+        stop_stale_manager(run_dir / "nni", job.search.port)  # a killed run's NNI manager outlives it
+    run_dir = run_dir or default_run_dir(job)
+    if not resume and main:
+        claim_output_dir(run_dir, overwrite, "a run", f"--resume {run_dir} continues it", check_only=True)
+    p = _prepare(job, resume)
+    if not resume:
+        if main:
+            claim_output_dir(run_dir, overwrite, "a run", f"--resume {run_dir} continues it")
+            atomic_write_json(run_dir / RUN_CONFIG, job.to_dict())
+        run_dir = distributed.broadcast(run_dir)
+    if main:
+        print(f"run directory: {run_dir}" + (f" ({distributed.world_size()} processes)"
+                                             if distributed.world_size() > 1 else ""), flush=True)
+    prepared = (time.time(), time.process_time())
+    stats = _train(job, p, run_dir, resume)
+    if not main:
+        return None
+    clock = {"start": (t0, cpu0), "prepared": prepared, "trained": (time.time(), time.process_time())}
+    return _search_and_report(job, p, stats, run_dir, clock)
+
+
+def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path, clock: dict) -> SearchResult:
+    search, spec, space, t = job.search, p.task.spec, p.supernet.space, p.task
+    state_path = run_dir / SEARCH_STATE
+    write_search_state(state_path, p.supernet, spec.metrics, t.dev, t.train.head(search.calib_samples), t.pad_id,
+                       job.train.device, search.objective)
+    clock["features"] = (time.time(), time.process_time())
+    if search.multi_trial:
+        from .evolution import run_experiment
+        trials = run_experiment(space.name, state_path, search, run_dir / "nni")
+        if not trials:
+            raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
+        candidates, top_k = trials, search.top_k
+    else:  # DARTS-family / ENAS: the architecture was learned during training; export its argmax
+        trials = [{"step": t["step"], "choices": t["choices"], "score": t["metrics"][spec.main_metric]}
+                  for t in stats["trajectory"]]
+        candidates, top_k = [{"choices": stats["exported"], "score": 0.0}], 1
+    clock["searched"] = (time.time(), time.process_time())
+    scorer = CandidateScorer.from_file(state_path)
+    linear = space.reference()  # the full encoder with a linear head, scored with the supernet's weights
+    reference = {**scorer.score(linear), "choices": linear}
+    if search.multi_trial and (space.has_backbone or search.objective.active):
+        # under a cost objective the full pretrained model is the incumbent to beat, and uniform
+        # backbone sampling almost never proposes it (1 in 8^L): it competes for the export too
+        candidates = [*candidates, {"choices": linear, "score": scorer.objective_value(reference)}]
+    meta = {"encoder": job.encoder.name, "task": spec.name}
+    top = report.export_top(candidates, scorer, top_k, meta, run_dir)
+    summary = _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock)
+    atomic_write_json(run_dir / report.SUMMARY, summary)
+    random = summary["random_subnets"]
+    what = f"after {len(trials)} trials" if search.multi_trial else f"({search.strategy} export)"
+    print(f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}\n"
+          f"best {spec.main_metric} {top[0].metrics[spec.main_metric]:.4f} {what}; random subnets "
+          f"(n={random['n']}): best {random['best']:.4f}, mean {random['mean']:.4f}")
+    return SearchResult(run_dir, tuple(top), summary)
+
+
+def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> dict[str, Any]:
+    search, spec, space, supernet = job.search, p.task.spec, p.supernet.space, p.supernet
+    dev, pad_id = p.task.dev, p.task.pad_id
+    random_scores = report.random_subnets(scorer, search.random_baseline, search.seed)
+    report.plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png",
+                           "trial" if search.multi_trial else "training step (architecture exported at that step)")
+    front = report.write_pareto(trials, scorer, reference, run_dir) if search.multi_trial else []
+    costs = {"best": report.measured_costs(supernet, dict(top[0].choices), dev, pad_id, job.train.device),
+             "reference": report.measured_costs(supernet, reference["choices"], dev, pad_id, job.train.device)}
+    best = top[0].metrics[spec.main_metric]
+    summary = {
+        "strategy": search.strategy, "search": search.multi_trial or "one-shot export",
+        "task": spec.name, "space": space.name, "space_size": space.size(),
+        "encoder": job.encoder.name, "num_hidden_layers": job.encoder.num_hidden_layers,
+        "metric": spec.main_metric, "trials": len(trials) if search.multi_trial else 0,
+        "webui": search.webui and bool(search.multi_trial),
+        "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
+        "top_k": [dict(a.metrics) for a in top],
+        "random_subnets": report.random_summary(random_scores, best),
+        "objective": dataclasses.asdict(search.objective),
+        "reference_full_encoder_linear_head": {k: v for k, v in reference.items() if k != "choices"},
+        "measured": costs, "pareto_front_size": len(front),
+        "best_is_reference": Architecture(space.name, reference["choices"]).key() == top[0].key(),
+        "supernet_steps": stats["steps"], "resumed_from_step": stats["resumed_from"],
+        **_stage_costs(stats, clock),
+        "candidates_per_minute": (60 * len(trials) / max(clock["searched"][0] - clock["features"][0], 1e-9)
+                                  if search.multi_trial else None),
+        "parameters": {"supernet": sum(p.numel() for p in supernet.parameters()),
+                       "supernet_head": supernet.head_parameters(), "best_subnet": costs["best"]["params"]},
+    }
+    if not search.multi_trial:
+        summary["architecture_probabilities"] = stats["probabilities"]
+        summary["export_trajectory"] = [{"step": t["step"], "score": t["score"]} for t in trials]
+    return summary
+
+
+def _stage_costs(stats: dict, clock: dict) -> dict[str, dict[str, float]]:
+    """Wall and CPU seconds per stage. Supernet training counts every process of the run (its
+    checkpoint keeps what earlier, killed processes spent); the other stages are this process's."""
+    now = (time.time(), time.process_time())
+    out = {}
+    for i, key in enumerate(("seconds", "cpu_seconds")):
+        stage = {"setup": clock["prepared"][i] - clock["start"][i],
+                 "supernet_training": stats[key],
+                 "features": clock["features"][i] - clock["trained"][i],
+                 "search": clock["searched"][i] - clock["features"][i],
+                 "report": now[i] - clock["searched"][i]}
+        stage["total"] = sum(stage.values())
+        out[key] = stage
+    return out
