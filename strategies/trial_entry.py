@@ -5,7 +5,7 @@ NNI's NAS stack and PyTorch Lightning (measured here: 4.4 s of a 5 s trial) to r
 scoring. This entry speaks NNI's v3 trial command channel directly (HTTP: PUT a command, GET the
 reply; see nni/runtime/trial_command_channel/v3.py and nni/runtime/command_channel/http.py in
 NNI 3.0), reads the candidate's ``sample`` from the parameter record, asks the long-lived scorer
-in the search process for its metrics (``strategies.evolution.ScoringServer``) and reports them
+in the search process for its metrics (``strategies.trials.ScoringServer``) and reports them
 as NNI's final metric. Every candidate is still one trial in the web UI, with its parameters
 and metrics. Tied to NNI 3.0's wire format (the last NNI release), and tested against it.
 """

@@ -21,7 +21,13 @@
    beside a newer torch need not. ``patch_nnictl_lock()`` gives the class its own acquire/release
    with NNI's semantics (a ``<lock>.<pid>`` file made with O_EXCL; other processes' files younger
    than ``stale`` seconds block) and no dependence on filelock's internals. Applied by
-   ``strategies.evolution``, which starts the experiments.
+   ``strategies.trials``, which starts the experiments.
+5. ``Experiment.view`` of a finished NAS experiment fails with "`search_space` field can not be
+   customized in NAS experiment" (seen from a fresh clone): NNI stores the space it generated in
+   the experiment's config, then reloading that config through ``NasExperimentConfig`` refuses it;
+   it also refuses a stored ``trialCodeDirectory`` other than the current directory.
+   ``patch_nas_experiment_view()`` clears both from the config NNI reloads for viewing (a viewed
+   experiment runs no trial, so neither is used). Applied by ``supernet.view``.
 """
 from __future__ import annotations
 
@@ -29,7 +35,6 @@ import glob
 import os
 import time
 import warnings
-# Seen working here without a patch: Experiment.view of our NAS runs (their stored searchSpace is {}).
 
 _BUFFER_WARNING = r".*is found to be not a nn\.Module, which is unexpected.*"
 
@@ -68,8 +73,13 @@ def _lock_files_blocking(lock) -> list[str]:
 
 
 def _lock_acquire(self, timeout=None, poll_interval: float = 0.05, **_):
+    """filelock's contract: ``timeout`` None means the lock's own ``timeout``; a negative one waits
+    for ever; after ``timeout`` seconds without the lock, ``filelock.Timeout`` is raised."""
+    import filelock
     depth = getattr(self, "_compat_depth", 0)
     if depth == 0:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = None if timeout is None or timeout < 0 else time.monotonic() + timeout
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC
         while True:
             if not _lock_files_blocking(self):
@@ -78,6 +88,8 @@ def _lock_acquire(self, timeout=None, poll_interval: float = 0.05, **_):
                     break
                 except OSError:
                     pass
+            if deadline is not None and time.monotonic() >= deadline:
+                raise filelock.Timeout(self._lock_file_name)
             time.sleep(poll_interval)
     self._compat_depth = depth + 1  # re-entrant, like filelock's locks
     return self
@@ -112,3 +124,18 @@ def patch_nnictl_lock() -> None:
     SimplePreemptiveLock.__exit__ = lambda self, *exc: self.release()
     SimplePreemptiveLock.is_locked = property(lambda self: getattr(self, "_compat_depth", 0) > 0)
     SimplePreemptiveLock._compat_patched = True
+
+
+def patch_nas_experiment_view() -> None:
+    from nni.experiment import launcher
+    if getattr(launcher, "_compat_patched", False):
+        return
+    original = launcher.get_stopped_experiment_config_json
+
+    def config_json(exp_id: str, exp_dir: str | None = None) -> dict | None:
+        config = original(exp_id, exp_dir)
+        if config and config.get("experimentType") == "nas":
+            config = {**config, "searchSpace": {}, "trialCodeDirectory": os.getcwd()}
+        return config
+    launcher.get_stopped_experiment_config_json = config_json
+    launcher._compat_patched = True

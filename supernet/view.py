@@ -2,34 +2,70 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import time
 from pathlib import Path
+
+from .cli import run_cli
+from .errors import MissingInput
 
 
 def find_experiment(run_dir: Path) -> str:
     ids = sorted(p.name for p in (run_dir / "nni").glob("*")
                  if p.is_dir() and p.name != "_latest" and (p / "db" / "nni.sqlite").is_file())
     if not ids:
-        raise FileNotFoundError(f"{run_dir} holds no NNI experiment (was it searched with --no-webui?)")
+        raise MissingInput(f"{run_dir} holds no NNI experiment (was it searched with --no-webui?)")
     return ids[-1]
+
+
+def view(run_dir: Path, port: int) -> None:
+    """Serve the run's experiment (its trials and metrics) at http://127.0.0.1:<port> until Ctrl-C."""
+    from strategies.trials import check_port_free
+
+    from .nni_compat import patch_nas_experiment_view
+    exp_id = find_experiment(run_dir)
+    check_port_free(port)
+    from nni.experiment import Experiment, launcher
+    patch_nas_experiment_view()  # NNI 3.0 cannot reload a finished NAS experiment's config (see nni_compat)
+    exp = Experiment(None, id=exp_id)
+    # from the run directory itself, not from NNI's manifest of experiments in the home directory
+    exp.config = launcher.get_stopped_experiment_config(exp_id, exp_dir=str((run_dir / "nni").resolve()))
+    print(f"NNI web UI: http://127.0.0.1:{port}  (experiment {exp_id}; Ctrl-C to stop)", flush=True)
+    _serve(exp, port)
+
+
+def _serve(exp, port: int) -> None:
+    """NNI's ``Experiment.view`` with two fixes: a plain kill (SIGTERM) stops NNI's manager as Ctrl-C
+    does, and an interrupt while the manager starts is held until it has started (interrupted
+    mid-start, NNI's own view leaves the manager running, orphaned, on the port)."""
+    from nni.experiment.experiment import RunMode
+    exp._action = "view"
+    exp.load_checkpoint()
+    pending: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: pending.append(signum))
+    try:
+        exp.start(port=port, debug=False, run_mode=RunMode.Detach)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _interrupt)
+        while not pending:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exp.stop()
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m supernet.view", description=__doc__)
     parser.add_argument("run_dir", type=Path, help="a run directory written by python -m supernet.search")
-    parser.add_argument("--port", type=int, default=8080, help="web UI port")
-    args = parser.parse_args(argv)
-    from strategies.trials import check_port_free
-    try:
-        exp_id = find_experiment(args.run_dir)
-        check_port_free(args.port)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    from nni.experiment import Experiment
-    print(f"NNI web UI: http://127.0.0.1:{args.port}  (experiment {exp_id}; Ctrl-C to stop)", flush=True)
-    Experiment(None, id=exp_id).view(port=args.port, non_blocking=False)
-    return 0
+    parser.add_argument("--port", type=int, default=8080, help="web UI port (default: 8080)")
+    return run_cli(parser, lambda args: view(args.run_dir, args.port), argv)
 
 
 if __name__ == "__main__":

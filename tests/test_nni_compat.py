@@ -1,6 +1,9 @@
 """NNI 3.0 accommodations: the import-time warning filter, and the DARTS parameter-order patch."""
 import subprocess
+import time
 import sys
+
+import pytest
 
 from conftest import ROOT
 
@@ -48,7 +51,7 @@ def test_darts_arch_parameters_keep_module_order_after_the_patch():
 
 _HOLD = """
 import sys, time
-import strategies.evolution  # noqa: F401  (applies the lock patch)
+import strategies.trials  # noqa: F401  (applies the lock patch)
 from nni.tools.nnictl.common_utils import SimplePreemptiveLock
 lock = SimplePreemptiveLock(sys.argv[1], stale=-1)
 with lock:
@@ -57,7 +60,7 @@ with lock:
 
 
 def _lock(path, stale=-1):
-    import strategies.evolution  # noqa: F401  (applies the patch)
+    import strategies.trials  # noqa: F401  (applies the patch)
     from nni.tools.nnictl.common_utils import SimplePreemptiveLock
     return SimplePreemptiveLock(str(path), stale=stale)
 
@@ -100,3 +103,18 @@ def test_nnictl_lock_ignores_a_stale_holder(tmp_path):
     with lock:
         assert lock.is_locked
     assert time.perf_counter() - t < 5
+
+
+def test_nnictl_lock_times_out_instead_of_waiting_for_ever(tmp_path):
+    import filelock
+    held = _lock(tmp_path / ".experiment")
+    held.acquire()
+    other = _lock(tmp_path / ".experiment")
+    other._lock_file_name += "x"  # another holder's file name, as a second process would have
+    t0 = time.monotonic()
+    with pytest.raises(filelock.Timeout):
+        other.acquire(timeout=0.3)
+    assert 0.25 < time.monotonic() - t0 < 5
+    held.release()
+    other.acquire(timeout=0.3)  # free now
+    other.release()

@@ -1,5 +1,6 @@
 """End-to-end search on real MRPC slices with the 2-layer MiniLM encoder and the tiny space."""
 import json
+import os
 import subprocess
 import sys
 import time
@@ -132,6 +133,51 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
         assert scorer.score(sample)["f1"] == pytest.approx(final["default"])
     summary = json.loads((run / "search_summary.json").read_text())
     assert summary["webui"] is True and summary["trials"] == 4
+    _view_serves_the_trials(run, {json.dumps(json.loads(j["hyperParameters"][0])["parameters"]["sample"],
+                                             sort_keys=True): f for j, f in zip(jobs, finals)}, tmp_path)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _view_serves_the_trials(run, expected: dict, cwd) -> None:
+    """``python -m supernet.view`` reopens the finished run (from another directory) and its REST API
+    lists every trial with the sample and metric it had during the search."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "supernet.view", str(run), "--port", str(port)], cwd=cwd,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    jobs, deadline = [], time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None and len(jobs) < len(expected):
+            try:
+                jobs = [j for j in _get(port, "trial-jobs") if j.get("finalMetricData")]
+            except (OSError, ValueError):
+                time.sleep(1)
+    finally:
+        proc.terminate()  # SIGTERM: the view stops NNI's manager as on Ctrl-C
+        out, _ = proc.communicate(timeout=60)
+    assert len(jobs) == len(expected), out
+    for job in jobs:
+        sample = json.loads(job["hyperParameters"][0])["parameters"]["sample"]
+        metric = json.loads(json.loads(job["finalMetricData"][0]["data"]))
+        assert metric == expected[json.dumps(sample, sort_keys=True)]
+    assert _stops_answering(port, within=30), "NNI's manager outlived the view"
+
+
+def _stops_answering(port: int, within: float) -> bool:
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            _get(port, "check-status")
+        except OSError:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_a_port_just_released_is_free_but_a_listening_one_is_not():
