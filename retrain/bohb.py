@@ -62,10 +62,26 @@ def suggest_choices(trial, space: SearchSpace) -> dict[str, Any]:
     return space.canonical(choices)
 
 
+def check_study_settings(study, settings: dict[str, Any], out_dir: Path) -> None:
+    """A study is continued only with the settings it was started with (more trials may be asked for)."""
+    stored = study.user_attrs.get("settings")
+    if stored is None:
+        study.set_user_attr("settings", settings)
+        return
+    new = json.loads(json.dumps(settings))  # as stored: tuples are lists
+    diffs = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(stored) | set(new))
+             if stored.get(k) != new.get(k)]
+    if diffs:
+        raise InputError(f"{out_dir / STUDY} holds a BO-HB study run with other settings ({'; '.join(diffs)}); "
+                         "pick another --output-dir, or --overwrite it")
+
+
 def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int, cfg: BOHBConfig,
              fine_tune_cfg, make_encoder: Callable[[], torch.nn.Module], meta: dict[str, str],
-             out_dir: Path) -> dict[str, Any]:
-    """Run (or continue) the study; write ``trials.json`` and ``best_arch.json``; return the summary."""
+             out_dir: Path, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run (or continue) the study; write ``trials.json`` and ``best_arch.json``; return the summary.
+    ``settings``: what else the trials depend on (data, encoder), kept in the study so that a resume
+    with other settings is refused."""
     import optuna
 
     from supernet.model import build_model
@@ -80,6 +96,12 @@ def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, p
         direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed),
         pruner=optuna.pruners.HyperbandPruner(min_resource=1, max_resource=math.ceil(total / rung_steps),
                                               reduction_factor=cfg.reduction_factor))
+    fine_tune_settings = {k: v for k, v in fine_tune_cfg.to_dict().items() if k not in ("seeds", "device",
+                                                                                        "checkpoint_every")}
+    check_study_settings(study, {"space": space.name, **{f"bohb.{k}": v for k, v in cfg.to_dict().items()
+                                                          if k != "trials"},
+                                 **{f"fine_tune.{k}": v for k, v in fine_tune_settings.items()},
+                                 **{f"{k}": v for k, v in (settings or {}).items()}}, out_dir)
 
     def objective(trial) -> float:
         arch = Architecture(space.name, suggest_choices(trial, space), **meta)
@@ -110,20 +132,23 @@ def run_bohb(space: SearchSpace, spec: TaskSpec, train: Encoded, dev: Encoded, p
 def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -> dict[str, Any]:
     trials = []
     for t in study.trials:
-        if not t.state.is_finished() or "steps" not in t.user_attrs:
+        if "steps" not in t.user_attrs:
             continue
+        # a trial a kill interrupted stays RUNNING in the study: what it spent still counts as cost
         trials.append({"number": t.number, "state": t.state.name.lower(),
                        "choices": space.canonical(dict(t.params)), "metrics": t.user_attrs["scores"],
                        "epochs": t.user_attrs["steps"] / per_epoch, "seconds": t.user_attrs["seconds"],
                        "cpu_seconds": t.user_attrs["cpu_seconds"]})
     complete = [t for t in trials if t["state"] == "complete"]
+    interrupted = [t for t in trials if t["state"] == "running"]
     if not complete:
         raise RuntimeError(f"no BO-HB trial finished its budget; see {out_dir}")
     best = max(complete, key=lambda t: t["metrics"][spec.main_metric])
     arch = Architecture(space.name, best["choices"], metrics=best["metrics"], **meta)
     arch.save(out_dir / "best_arch.json")
     summary = {"config": cfg.to_dict(), "trials": trials, "full_budget_epochs": total / per_epoch,
-               "completed": len(complete), "pruned": len(trials) - len(complete),
+               "completed": len(complete), "pruned": sum(t["state"] == "pruned" for t in trials),
+               "interrupted": len(interrupted),
                "epochs_spent": sum(t["epochs"] for t in trials),
                "seconds": sum(t["seconds"] for t in trials), "cpu_seconds": sum(t["cpu_seconds"] for t in trials),
                "best": {"choices": dict(arch.choices), "metrics": dict(arch.metrics)}}

@@ -21,7 +21,7 @@ from supernet.data import DataConfig, TaskData, load_task
 from supernet.encoder import EncoderConfig, load_tokenizer
 from supernet.errors import InputError
 from supernet.files import atomic_write_json, atomic_write_text, claim_output_dir
-from supernet.space import get_space
+from supernet.space import get_space, names_backbone_choices
 from supernet.train import RUN_CONFIG, TrainConfig
 
 from strategies.config import SearchConfig
@@ -43,8 +43,7 @@ class CompareConfig(Config):
     supernet_max_steps: int | None = arg(None, "overrides --supernet-epochs")
 
     def __post_init__(self):
-        space = get_space(self.space)
-        if space.has_backbone:
+        if names_backbone_choices(self.space):
             raise InputError(f"--space {self.space}: the BO-Hyperband baseline searches head choices only; compare "
                              "on a head space (paper, small, tiny)")
 
@@ -73,12 +72,12 @@ def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
     return run_search(stored, out, resume=True)
 
 
-def bo_hyperband_search(cmp: CompareConfig, bohb: BOHBConfig, task: TaskData, encoder: EncoderConfig,
-                        ft: RetrainConfig, out: Path) -> tuple[Architecture, dict[str, float]]:
+def bo_hyperband_search(cmp: CompareConfig, bohb: BOHBConfig, task: TaskData, data: DataConfig,
+                        encoder: EncoderConfig, ft: RetrainConfig, out: Path) -> tuple[Architecture, dict[str, float]]:
     """(c): Optuna TPE + Hyperband, every trial a real fine-tune of the full budget; resumable."""
-    meta = {"encoder": encoder.name, "task": task.spec.name}
+    meta = {"encoder": encoder.name, "task": task.spec.name, "labels": task.spec.label_names}
     summary = run_bohb(get_space(cmp.space), task.spec, task.train, task.dev, task.pad_id, bohb, ft, encoder.load,
-                       meta, out)
+                       meta, out, settings={"data": data.to_dict(), "encoder": encoder.to_dict()})
     return (Architecture.load(out / "best_arch.json"),
             {"seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
              "trials": len(summary["trials"]), "pruned": summary["pruned"], "epochs": summary["epochs_spent"]})
@@ -139,9 +138,10 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
                            overwrite, "a comparison", "--resume continues it", keep=resume)
     print(f"output directory: {out}", flush=True)
     ws = weight_sharing_search(search_job(cmp, data, encoder, ft), out / "weight_sharing")
-    bo_arch, bo_cost = bo_hyperband_search(cmp, replace(bohb, seed=ft.seeds[0]), task, encoder, ft,
+    bo_arch, bo_cost = bo_hyperband_search(cmp, replace(bohb, seed=ft.seeds[0]), task, data, encoder, ft,
                                            out / "bo_hyperband")
-    heads = [("linear", linear_architecture(task.spec.name, encoder.name)), ("weight_sharing", ws.best),
+    heads = [("linear", linear_architecture(task.spec.name, encoder.name, task.spec.label_names)),
+             ("weight_sharing", ws.best),
              ("bo_hyperband", bo_arch)]
     results = retrain_heads(heads, RetrainPlan(task, ft, encoder, data), out / "retrain")
     ws_cost = {"seconds": ws.seconds, "cpu_seconds": ws.cpu_seconds}

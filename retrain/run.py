@@ -127,9 +127,13 @@ def resolve_heads(architecture: str, heads_cfg: HeadsConfig, task: str | None, e
 
 
 def check_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, encoder: EncoderConfig) -> None:
-    """Refuse a head searched for another number of classes, or for an encoder of another depth."""
+    """Refuse a head searched for another number of classes or other class names, or for an encoder
+    of another depth."""
     from transformers import AutoConfig
     for name, arch in heads:
+        if arch.labels is not None and arch.labels != spec.label_names:
+            raise InputError(f"{name} was searched on classes {list(arch.labels)}, and the data's classes are "
+                             f"{list(spec.label_names or [])}; retrain it on data with the same labels")
         if arch.task in TASKS and TASKS[arch.task].num_labels != spec.num_labels:
             raise InputError(f"{name} was searched for {arch.task} ({TASKS[arch.task].num_labels} labels) but the "
                              f"data has {spec.num_labels}; check --num-labels or search again on this data")
@@ -231,7 +235,8 @@ def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) ->
         if distributed.is_main():
             # the model before the result: a kill in between reruns the seed instead of losing its model
             if best is None or r["metrics"][plan.task.spec.main_metric] > best:  # keep the best seed's model
-                save_model(out / name / MODEL_FILE, net, arch, plan.task.spec.num_labels, resolve_model(plan.encoder.model))
+                save_model(out / name / MODEL_FILE, net, arch, plan.task.spec.num_labels,
+                           resolve_model(plan.encoder.model), plan.task.spec.text_columns, plan.data.max_length)
             atomic_write_json(done, r)
             (seed_dir / CHECKPOINT).unlink(missing_ok=True)
         distributed.barrier()
@@ -296,6 +301,7 @@ def run_retrain(architecture: str, heads_cfg: HeadsConfig, task: str | None, mak
     task_name, heads = resolve_heads(architecture, heads_cfg, task, encoder)
     data = make_data(task_name)
     task = load_task(data, load_tokenizer(encoder.model))
+    heads = [(n, replace(a, labels=task.spec.label_names) if n == "linear" else a) for n, a in heads]
     check_heads(heads, task.spec, encoder)
     inherit = inherited_supernet(heads_cfg.init_from, heads, task.spec) if heads_cfg.init_from else None
     out = None

@@ -211,7 +211,7 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
         # under a cost objective the full pretrained model is the incumbent to beat, and uniform
         # backbone sampling almost never proposes it (1 in 8^L): it competes for the export too
         candidates = [*candidates, {"choices": linear, "score": scorer.objective_value(reference)}]
-    meta = {"encoder": job.encoder.name, "task": spec.name}
+    meta = {"encoder": job.encoder.name, "task": spec.name, "labels": spec.label_names}
     top = report.export_top(candidates, scorer, top_k, meta, run_dir)
     summary = _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock)
     atomic_write_json(run_dir / report.SUMMARY, summary)

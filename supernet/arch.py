@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
@@ -12,8 +12,9 @@ from .errors import InputError, MissingInput
 from .files import atomic_write_text
 from .space import LINEAR_HEAD, SearchSpace, get_space
 
-SCHEMA_VERSION = 1
-_FIELDS = ("schema_version", "space", "encoder", "task", "choices", "metrics")
+SCHEMA_VERSION = 2  # 2: adds ``labels``
+_FIELDS = ("schema_version", "space", "encoder", "task", "labels", "choices", "metrics")
+_V1_FIELDS = ("schema_version", "space", "encoder", "task", "choices", "metrics")
 
 
 @dataclass(frozen=True)
@@ -25,15 +26,20 @@ class Architecture:
     encoder: str = ""
     task: str = ""
     metrics: Mapping[str, float] = field(default_factory=dict)
+    labels: tuple[str, ...] | None = None  # class names of a task whose labels are names (class i = labels[i])
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self):
         if self.schema_version != SCHEMA_VERSION:
             raise InputError(f"architecture schema_version {self.schema_version!r} is not supported "
-                             f"(this version reads {SCHEMA_VERSION})")
+                             f"(this version reads {SCHEMA_VERSION} and 1)")
         choices = get_space(self.space).validate(self.choices)
         object.__setattr__(self, "choices", MappingProxyType(choices))
         object.__setattr__(self, "metrics", MappingProxyType(dict(self.metrics)))
+        if self.labels is not None:
+            if not isinstance(self.labels, (list, tuple)) or not all(isinstance(x, str) for x in self.labels):
+                raise InputError(f"architecture labels must be a list of class names, got {self.labels!r}")
+            object.__setattr__(self, "labels", tuple(self.labels))
 
     @property
     def search_space(self) -> SearchSpace:
@@ -44,25 +50,28 @@ class Architecture:
         return tuple(sorted(self.search_space.canonical(self.choices).items()))
 
     def with_metrics(self, **metrics: float) -> "Architecture":
-        return Architecture(self.space, self.choices, self.encoder, self.task,
-                            {**self.metrics, **metrics}, self.schema_version)
+        return replace(self, metrics={**self.metrics, **metrics})
 
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": self.schema_version, "space": self.space, "encoder": self.encoder,
-                "task": self.task, "choices": dict(self.choices), "metrics": dict(self.metrics)}
+                "task": self.task, "labels": list(self.labels) if self.labels is not None else None,
+                "choices": dict(self.choices), "metrics": dict(self.metrics)}
 
     @classmethod
     def from_dict(cls, d: Any) -> "Architecture":
         if not isinstance(d, dict):
             raise InputError(f"an architecture JSON must be an object, got {type(d).__name__}")
-        unknown = [k for k in d if k not in _FIELDS]
+        fields = _V1_FIELDS if d.get("schema_version") == 1 else _FIELDS
+        unknown = [k for k in d if k not in fields]
         if unknown:
-            raise InputError(f"unknown field {unknown[0]!r} in architecture JSON; fields: {list(_FIELDS)}")
+            raise InputError(f"unknown field {unknown[0]!r} in architecture JSON; fields: {list(fields)}")
         for key in ("schema_version", "space", "choices"):
             if key not in d:
                 raise InputError(f"architecture JSON has no {key!r} field (is it an architecture file?)")
+        if d["schema_version"] == 1:
+            d = _from_v1(d)
         return cls(space=d["space"], choices=d["choices"], encoder=d.get("encoder", ""), task=d.get("task", ""),
-                   metrics=d.get("metrics") or {}, schema_version=d["schema_version"])
+                   metrics=d.get("metrics") or {}, labels=d.get("labels"), schema_version=d["schema_version"])
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename): an interrupted save never leaves half a file."""
@@ -85,6 +94,12 @@ class Architecture:
             raise InputError(f"{path}: {e}") from None
 
 
-def linear_architecture(task: str, encoder: str) -> Architecture:
+def _from_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 record as schema 2: the same model (schema 1 had no class names)."""
+    return {**d, "schema_version": SCHEMA_VERSION, "labels": None}
+
+
+def linear_architecture(task: str, encoder: str, labels: tuple[str, ...] | None = None) -> Architecture:
     """The standard baseline head (``LINEAR_HEAD``) as a record of the ``paper`` space."""
-    return Architecture("paper", get_space("paper").canonical(LINEAR_HEAD), encoder=encoder, task=task)
+    return Architecture("paper", get_space("paper").canonical(LINEAR_HEAD), encoder=encoder, task=task,
+                        labels=labels)

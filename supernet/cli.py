@@ -14,8 +14,8 @@ from typing import Any, Callable
 from .config import add_arguments
 from .errors import InputError
 
-# OS errors that are the machine's state, not a bug: one line naming the path
-_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT}
+# OS errors that are the machine's state or a path given, not a bug: one line naming the path
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

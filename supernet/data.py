@@ -151,7 +151,7 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> TextSplit:
     return split
 
 
-def _read_records(path: Path) -> list[dict]:
+def read_records(path: Path) -> list[dict]:
     """Rows of a CSV, TSV or JSONL file as dicts."""
     suffix = path.suffix.lower()
     try:
@@ -172,9 +172,9 @@ def _read_records(path: Path) -> list[dict]:
         raise InputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
 
 
-def read_table(path: Path, spec: TaskSpec) -> TextSplit:
+def read_table(path: Path, spec: TaskSpec, records: list[dict] | None = None) -> TextSplit:
     """One split from a user CSV/TSV/JSONL with the spec's text and label columns."""
-    records = _read_records(path)
+    records = read_records(path) if records is None else records
     if not records:
         raise InputError(f"{path} has no rows")
     present = list(records[0].keys())
@@ -186,22 +186,39 @@ def read_table(path: Path, spec: TaskSpec) -> TextSplit:
     return TextSplit(texts, _labels([str(r[spec.tsv_label]) for r in records], spec, str(path)))
 
 
-def _infer_num_labels(path: Path, label_column: str) -> int:
-    records = _read_records(path)
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def infer_labels(records: list[dict], path: Path, label_column: str, num_labels: int | None
+                 ) -> tuple[int, tuple[str, ...] | None]:
+    """(number of labels, label names or None) of a user training file. Names (e.g. DESC, HUM, pos,
+    neg) become classes in sorted order, as ``run_glue`` does; integers 0..C-1 are class ids;
+    other numbers make a regression task (one output)."""
     if not records:
         raise InputError(f"{path} has no rows")
     if label_column not in records[0]:
         raise InputError(f"{path} is missing columns [{label_column!r}]; its columns are {list(records[0])} "
                          "(set --label-column)")
-    values = {str(r.get(label_column)) for r in records}
-    try:
-        numbers = {float(v) for v in values}
-    except ValueError:
-        raise InputError(f"{path}: labels in {label_column!r} must be integers 0..C-1 or numbers "
-                         f"(regression); found {sorted(values)[:5]}") from None
+    values = sorted({str(r.get(label_column)) for r in records})
+    if not all(_is_number(v) for v in values):
+        if num_labels is not None and num_labels != len(values):
+            raise InputError(f"{path}: {len(values)} distinct labels in {label_column!r} ({values[:6]}), and "
+                             f"--num-labels {num_labels}; drop --num-labels or fix the label column")
+        if len(values) < 2:
+            raise InputError(f"{path}: the label column {label_column!r} holds one value ({values}); "
+                             "classification needs at least 2 classes")
+        return len(values), tuple(values)
+    if num_labels:
+        return num_labels, None
+    numbers = {float(v) for v in values}
     if all(n.is_integer() and n >= 0 for n in numbers) and len(numbers) <= 100:
-        return int(max(numbers)) + 1
-    return REGRESSION
+        return int(max(numbers)) + 1, None
+    return REGRESSION, None
 
 
 def load_hub(spec: TaskSpec) -> dict[str, TextSplit]:
@@ -227,9 +244,10 @@ def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
     """Load train and dev split(s) of ``cfg.task`` from the first source that is configured."""
     if cfg.train_file is not None:
         train_path, dev_path = Path(cfg.train_file), Path(cfg.dev_file)
-        num_labels = cfg.num_labels or _infer_num_labels(train_path, cfg.label_column)
-        spec = custom_task(num_labels, cfg.text_columns, cfg.label_column)
-        splits = {TRAIN: read_table(train_path, spec), "validation": read_table(dev_path, spec)}
+        records = read_records(train_path)
+        num_labels, names = infer_labels(records, train_path, cfg.label_column, cfg.num_labels)
+        spec = custom_task(num_labels, cfg.text_columns, cfg.label_column, names)
+        splits = {TRAIN: read_table(train_path, spec, records), "validation": read_table(dev_path, spec)}
     elif cfg.resolved_glue_dir is not None:
         spec = get_task(cfg.task)
         root = Path(cfg.resolved_glue_dir) / spec.glue_dir

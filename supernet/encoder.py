@@ -66,14 +66,18 @@ def resolve_model(model: str | None) -> str:
 
 @contextlib.contextmanager
 def _quiet_transformers():
-    """Silence the load report that lists the layers dropped on purpose by ``num_hidden_layers``."""
+    """Silence the load report that lists the layers dropped on purpose by ``num_hidden_layers``, and
+    the per-load "Loading weights" bar (a run loads the encoder many times; the bar only adds noise)."""
     from transformers.utils import logging as hf_logging
-    level = hf_logging.get_verbosity()
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
         hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def load_tokenizer(model: str | None):

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
+
+import numpy as np
 
 import nni
 import torch
@@ -21,6 +24,7 @@ from torch import nn
 
 from .arch import Architecture
 from .backbone import SuperBackbone, modified_encoder
+from .data import Encoded, TextSplit, batch_indices, encode, pad_batch
 from .errors import InputError
 from .files import atomic_torch_save
 from .ops import (POOLINGS, HiddenLayer, Mixture, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm,
@@ -92,17 +96,84 @@ def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):
     return out.last_hidden_state, getattr(out, "pooler_output", None)
 
 
+@dataclass(frozen=True)
+class TextInterface:
+    """What predicting from raw text needs besides the weights: kept in ``model.pt``."""
+
+    tokenizer: Any
+    text_columns: tuple[str, ...]   # the columns (one, or two for sentence pairs) the model reads
+    max_length: int
+    labels: tuple[str, ...] | None  # class names (None: class ids, or a regression score)
+    regression: bool
+
+
 class FrozenModel(nn.Module):
-    """A plain model (no NNI): encoder -> pooling -> head. What retrain fine-tunes and ships."""
+    """A plain model (no NNI): encoder -> pooling -> head. What retrain fine-tunes and ships.
+    ``load_model`` also attaches its ``TextInterface``, so ``predict(texts)`` works on raw text."""
 
     def __init__(self, encoder: nn.Module, pooling: str, head: nn.Sequential):
         super().__init__()
         self.encoder, self.pooling, self.head = encoder, Pooling(pooling), head
+        self.interface: TextInterface | None = None
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, **_ignored) -> torch.Tensor:
         hidden, pooler_output = encoder_outputs(
             self.encoder, {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
         return self.head(self.pooling(hidden, attention_mask, pooler_output))
+
+    def outputs(self, texts: Sequence[str | tuple[str, str]], batch_size: int = 64, device: str | None = None,
+                progress: bool = False) -> np.ndarray:
+        """Raw outputs for ``texts`` (strings, or (first, second) pairs for a sentence-pair model)."""
+        if self.interface is None:
+            raise InputError("this model has no tokenizer attached: load it with supernet.model.load_model(path)")
+        data = encode_texts(texts, self.interface)
+        device = device or next(self.parameters()).device.type
+        return model_outputs(self.to(device), data, self.interface.tokenizer.pad_token_id or 0, device, batch_size,
+                             progress)
+
+    def predict_proba(self, texts, **kwargs) -> np.ndarray:
+        """Class probabilities, (len(texts), classes)."""
+        if self.interface is not None and self.interface.regression:
+            raise InputError("a regression model has no class probabilities; use predict()")
+        return torch.softmax(torch.from_numpy(self.outputs(texts, **kwargs)), -1).numpy()
+
+    def predict(self, texts, **kwargs) -> list:
+        """Label names (or class ids where the task has none) for a classifier, scores for regression."""
+        out = self.outputs(texts, **kwargs)
+        if self.interface.regression:
+            return out.reshape(-1).tolist()
+        ids = out.argmax(-1).tolist()
+        return [self.interface.labels[i] for i in ids] if self.interface.labels else ids
+
+
+def encode_texts(texts: Sequence[str | tuple[str, str]], interface: TextInterface) -> Encoded:
+    """Tokenised ``texts`` (one column, or pairs), checked against the columns the model reads."""
+    texts = list(texts)
+    if not texts:
+        raise InputError("no texts to predict")
+    pairs = not isinstance(texts[0], str)
+    want = len(interface.text_columns)
+    if (want == 2) != pairs or (pairs and any(len(t) != 2 for t in texts)):
+        raise InputError(f"the model reads {want} text column(s) {list(interface.text_columns)}: give "
+                         + ("(first, second) pairs" if want == 2 else "single strings"))
+    columns = tuple(zip(*texts)) if pairs else (tuple(texts),)
+    return encode(TextSplit(columns, np.zeros(len(texts), np.int64)), interface.tokenizer, interface.max_length)
+
+
+@torch.no_grad()
+def model_outputs(model: nn.Module, data: Encoded, pad_id: int, device: str = "cpu", batch_size: int = 128,
+                  progress: bool = False) -> np.ndarray:
+    """Outputs of a plain model over a split, in row order: logits (N, C) or regression scores (N, 1)."""
+    from tqdm.auto import tqdm
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for index in tqdm(batch_indices(data, batch_size, shuffle=False, bucket=False), desc="predict", unit="batch",
+                      disable=not progress, dynamic_ncols=True):
+        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items() if k != "labels"}
+        outputs.append(model(**batch).float().cpu())
+    model.train(was_training)
+    return torch.cat(outputs).numpy()
 
 
 class LabelSpace(ModelSpace):
@@ -179,10 +250,19 @@ def build_model(arch: Architecture, encoder: nn.Module, num_labels: int) -> Froz
     return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head)
 
 
-def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str) -> None:
-    """A trained plain model with everything ``load_model`` needs: no pretrained files, no NNI."""
+def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str | None,
+               text_columns: tuple[str, ...], max_length: int) -> None:
+    """A trained plain model with everything ``load_model`` needs, the tokenizer's files included:
+    no pretrained files, no NNI, no network."""
+    import tempfile
+
+    from .encoder import load_tokenizer
+    with tempfile.TemporaryDirectory() as d:
+        load_tokenizer(source).save_pretrained(d)
+        tokenizer_files = {p.name: p.read_bytes() for p in Path(d).iterdir() if p.is_file()}
     atomic_torch_save({"architecture": arch.to_dict(), "num_labels": num_labels, "encoder_source": source,
-                       "encoder_config": model.encoder.config.to_dict(),
+                       "encoder_config": model.encoder.config.to_dict(), "tokenizer_files": tokenizer_files,
+                       "text_columns": list(text_columns), "max_length": max_length,
                        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}, path)
 
 
@@ -209,4 +289,22 @@ def load_model(path: str | os.PathLike) -> FrozenModel:
     config = AutoConfig.for_model(config_dict.pop("model_type"), **config_dict)
     model = build_model(arch, AutoModel.from_config(config), state["num_labels"])
     model.load_state_dict(state["state_dict"])
+    model.interface = _interface(state, arch)
     return model.eval()
+
+
+def _interface(state: dict[str, Any], arch: Architecture) -> TextInterface:
+    import tempfile
+
+    from transformers import AutoTokenizer
+
+    from .encoder import load_tokenizer
+    if "tokenizer_files" in state:
+        with tempfile.TemporaryDirectory() as d:
+            for name, data in state["tokenizer_files"].items():
+                (Path(d) / name).write_bytes(data)
+            tokenizer = AutoTokenizer.from_pretrained(d)
+    else:  # saved before tokenizers were kept in the file
+        tokenizer = load_tokenizer(state["encoder_source"])
+    return TextInterface(tokenizer, tuple(state.get("text_columns", ())), state.get("max_length", 128), arch.labels,
+                         state["num_labels"] == 1)

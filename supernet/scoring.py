@@ -3,7 +3,7 @@
 - ``dev_features`` runs the encoder over a split once, pooled every way the space allows;
   ``score_heads`` / ``score_probes`` score subnets on them (probes during supernet training).
 - ``CandidateScorer`` is what a search scores candidates with (below).
-- ``predict`` / ``evaluate`` run a plain (frozen or retrained) model over a split.
+- ``evaluate`` scores a plain (frozen or retrained) model on a split.
 
 Candidates are scored with weights inherited from the trained supernet, on cached encoder outputs.
 
@@ -35,7 +35,7 @@ from .cost import Objective, latency_table, predicted_latency
 from .data import Encoded, batch_indices, pad_batch
 from .files import atomic_torch_save
 from .metrics import compute_metrics
-from .model import HeadSupernet, SuperHead
+from .model import HeadSupernet, SuperHead, model_outputs
 from .space import get_space
 from .tasks import TaskSpec
 
@@ -226,23 +226,7 @@ def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: i
             out[i] = scores
     return out
 
-@torch.no_grad()
-def predict(model: nn.Module, data: Encoded, pad_id: int, device: str = "cpu", batch_size: int = 128,
-            progress: bool = False) -> np.ndarray:
-    """Outputs of a plain model over a split, in row order: logits (N, C) or regression scores (N, 1)."""
-    from tqdm.auto import tqdm
-    was_training = model.training
-    model.eval()
-    outputs = []
-    for index in tqdm(batch_indices(data, batch_size, shuffle=False, bucket=False), desc="predict", unit="batch",
-                      disable=not progress, dynamic_ncols=True):
-        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items() if k != "labels"}
-        outputs.append(model(**batch).float().cpu())
-    model.train(was_training)
-    return torch.cat(outputs).numpy()
-
-
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
              batch_size: int = 128) -> dict[str, float]:
     """The task's official metrics of a plain model on a split."""
-    return compute_metrics(spec.metrics, predict(model, data, pad_id, device, batch_size), data.labels)
+    return compute_metrics(spec.metrics, model_outputs(model, data, pad_id, device, batch_size), data.labels)

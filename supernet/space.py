@@ -226,6 +226,11 @@ def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
     return head, tuple(parts), int(depth) if depth else None
 
 
+def names_backbone_choices(name: str) -> bool:
+    """Whether the space ``name`` (bound to an encoder depth or not) searches encoder-layer choices."""
+    return bool(_split_name(name)[1])
+
+
 def check_space_name(name: str) -> None:
     """Raise ValueError unless ``name`` is a preset or a composed backbone space (bound or not)."""
     _split_name(name)

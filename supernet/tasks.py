@@ -79,8 +79,10 @@ def get_task(name: str) -> TaskSpec:
     return TASKS[key]
 
 
-def custom_task(num_labels: int, text_columns: tuple[str, ...], label_column: str) -> TaskSpec:
-    """A task for user files: accuracy for classification, Pearson/Spearman for regression."""
+def custom_task(num_labels: int, text_columns: tuple[str, ...], label_column: str,
+                label_names: tuple[str, ...] | None = None) -> TaskSpec:
+    """A task for user files: accuracy for classification, Pearson/Spearman for regression.
+    ``label_names``: the class names of a file whose labels are names (class i = the i-th name)."""
     metrics = ("pearson", "spearman") if num_labels == REGRESSION else ("accuracy", "macro_f1")
     return TaskSpec("custom", "", text_columns, num_labels, metrics,
-                    tsv_text=text_columns, tsv_label=label_column)
+                    tsv_text=text_columns, tsv_label=label_column, label_names=label_names)

@@ -322,7 +322,7 @@ def test_retrained_backbone_model_saves_and_loads(tmp_path):
     arch = Architecture(space.name, _arch(space, "conv15", "skip", pool="mean"), task="mrpc")
     model = build_model(arch, tiny_encoder(layers=LAYERS), 2).eval()
     assert isinstance(model.encoder.layers[0].mixer, ConvBlock) and model.encoder.layers[0].ffn is None
-    save_model(tmp_path / "model.pt", model, arch, 2, "tiny")
+    save_model(tmp_path / "model.pt", model, arch, 2, None, ("sentence1", "sentence2"), 128)
     batch = make_batch()
     torch.testing.assert_close(load_model(tmp_path / "model.pt")(**batch), model(**batch))
     with pytest.raises(ValueError, match="has 3 encoder layers, and the encoder has 2"):

@@ -211,8 +211,8 @@ def test_malformed_json(capsys, tmp_path, glue_dir):
 
 
 def test_json_of_another_schema_version(capsys, tmp_path, glue_dir):
-    retrain_refuses(capsys, tmp_path, glue_dir, [str(arch_file(tmp_path / "a.json", schema_version=2))],
-                    r"schema_version 2 is not supported")
+    retrain_refuses(capsys, tmp_path, glue_dir, [str(arch_file(tmp_path / "a.json", schema_version=3))],
+                    r"schema_version 3 is not supported")
 
 
 def test_foreign_json(capsys, tmp_path, glue_dir):

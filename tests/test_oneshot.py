@@ -275,3 +275,27 @@ def test_one_shot_resume_continues_from_the_last_checkpoint(tmp_path, glue_dir, 
     summary = json.loads((run / "search_summary.json").read_text())
     assert summary["resumed_from_step"] == 2 and summary["supernet_steps"] == 4
     assert [t["step"] for t in summary["export_trajectory"]] == [2, 4]
+
+
+@pytest.mark.parametrize("policy", ["softmax", "gumbel", "binary_gate"])
+def test_architecture_steps_move_alpha_towards_the_better_choice(policy):
+    """The direction, not only that alpha moved: pooling 'mean' carries the label and 'cls' is noise,
+    so training weights and alphas together must make 'mean' the likelier pooling."""
+    torch.manual_seed(0)
+    head = SuperHead(SPACE, HIDDEN, 2)
+    alphas = _alphas()
+    shot = _shot(head, policy, alphas, cfg=OneShotConfig(gumbel_temperature=(1.0, 0.5))).train()
+    weights = torch.optim.Adam(head.parameters(), lr=1e-2)
+    arch = torch.optim.Adam(alphas.values(), lr=5e-2)
+    for step in range(150):
+        x = torch.randn(32, HIDDEN)
+        y = (x[:, 0] > 0).long()
+        pooled = {"mean": x, "cls": torch.randn(32, HIDDEN)}
+        shot.resample({})
+        loss = F.cross_entropy(shot(pooled), y)
+        weights.zero_grad()
+        arch.zero_grad()
+        loss.backward()
+        weights.step()
+        arch.step()
+    assert shot.export_probs({})["pool"]["mean"] > 0.6

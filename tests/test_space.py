@@ -10,8 +10,16 @@ from supernet.space import PRESETS, SearchSpace, get_space
 PAPER_SPACE_SIZE = 7.5e7  # Kenneweg et al. 2024's head space
 
 
-def test_paper_preset_spans_the_seed_papers_space():
-    assert get_space("paper").size() >= PAPER_SPACE_SIZE
+def test_paper_preset_is_the_documented_space():
+    """The candidate sets the README documents, and the size they give by the formula written out:
+    4 poolings x (sum over depth 0..4 of (7 widths x 6 acts x 5 dropouts x 3 norms x 2 shortcuts)^d)."""
+    space = get_space("paper")
+    assert space.pool == ("cls", "mean", "max", "pooler") and space.depth == (0, 1, 2, 3, 4)
+    assert space.width == (64, 128, 256, 384, 512, 768, 1024) and space.dropout == (0.0, 0.1, 0.2, 0.3, 0.5)
+    assert set(space.act) == {"relu", "gelu", "tanh", "silu", "leaky_relu", "elu"}
+    assert set(space.norm) == {"none", "layernorm", "batchnorm"} and space.residual == (False, True)
+    assert space.size() == 4 * sum((7 * 6 * 5 * 3 * 2) ** d for d in range(5))
+    assert space.size() > PAPER_SPACE_SIZE
 
 
 def test_size_counts_distinct_architectures_exactly():
