@@ -26,6 +26,7 @@ from supernet.files import atomic_write_json
 from supernet.loop import steps_per_epoch
 from supernet.space import LAYER_KINDS, SearchSpace, layer_label
 from supernet.tasks import TaskSpec
+from supernet.tokens import TOKEN_KINDS
 
 from .run import fine_tune
 
@@ -55,11 +56,20 @@ def suggest_choices(trial, space: SearchSpace) -> dict[str, Any]:
     space, as TPE models it) and take the canonical value."""
     choices = {"pool": trial.suggest_categorical("pool", list(space.pool)),
                "depth": trial.suggest_categorical("depth", list(space.depth))}
+    if space.has_tokens and choices["pool"] != "pooler":  # the pooler reads the encoder's [CLS]: no block
+        choices["tok_kind"] = trial.suggest_categorical("tok_kind", list(space.tok_kind))
+        for label in TOKEN_KINDS[choices["tok_kind"]]:
+            choices[label] = trial.suggest_categorical(label, list(getattr(space, label)))
     for i in range(choices["depth"]):
         for kind in LAYER_KINDS:
             label = layer_label(kind, i)
             choices[label] = trial.suggest_categorical(label, list(getattr(space, kind)))
-    return space.canonical(choices)
+    return complete_choices(space, choices)
+
+
+def complete_choices(space: SearchSpace, asked: dict[str, Any]) -> dict[str, Any]:
+    """The architecture of a trial's parameters: labels it was not asked take their canonical value."""
+    return space.canonical({**{k: v[0] for k, v in space.labels().items()}, **asked})
 
 
 def check_study_settings(study, settings: dict[str, Any], out_dir: Path) -> None:
@@ -136,7 +146,7 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
             continue
         # a trial a kill interrupted stays RUNNING in the study: what it spent still counts as cost
         trials.append({"number": t.number, "state": t.state.name.lower(),
-                       "choices": space.canonical(dict(t.params)), "metrics": t.user_attrs["scores"],
+                       "choices": complete_choices(space, dict(t.params)), "metrics": t.user_attrs["scores"],
                        "epochs": t.user_attrs["steps"] / per_epoch, "seconds": t.user_attrs["seconds"],
                        "cpu_seconds": t.user_attrs["cpu_seconds"]})
     complete = [t for t in trials if t["state"] == "complete"]

@@ -255,8 +255,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
                                "heads": {}}
     for name, arch in heads:
         per_seed = retrain_head(plan, name, arch, out)
-        head_params = sum(p.numel() for p in plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
-                          .parameters())
+        mlp, tokens = plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
+        head_params = sum(p.numel() for m in (mlp, tokens) if m is not None for p in m.parameters())
         seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
                                   "init": plan.settings(name, arch)["init"],

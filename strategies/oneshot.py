@@ -178,7 +178,8 @@ class OneShotHead(BaseSuperNetModule):
     def __init__(self, head: SuperHead, policy: Policy, alphas: Mapping[str, nn.Parameter] | None = None):
         super().__init__()
         self.space: SearchSpace = head.space
-        self.layers, self.classifier = head.layers, head.classifier  # registered here: the same parameters
+        # registered here: the same parameters
+        self.tokens, self.layers, self.classifier = head.tokens, head.layers, head.classifier
         # kept outside the module tree: after search the plain SuperHead (same parameters) goes back
         # into the supernet, so checkpoints, scoring and freeze() see the usual structure
         object.__setattr__(self, "origin", head)
@@ -205,9 +206,9 @@ class OneShotHead(BaseSuperNetModule):
         """The poolings ``forward`` reads (the encoder pools only those)."""
         return self.policy.pools()
 
-    def forward(self, pooled: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        """``pooled``: pooling name -> (B, H) encoder features."""
-        return self.origin(pooled, self.policy.choices())
+    def forward(self, features) -> torch.Tensor:
+        """``features``: the encoder's ``Features`` (or its poolings by name, for a space without token blocks)."""
+        return self.origin(features, self.policy.choices())
 
 
 def make_policy(name: str, space: SearchSpace, alphas: Mapping[str, nn.Parameter] | None,

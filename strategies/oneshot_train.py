@@ -46,7 +46,7 @@ class HeadTrainingModule(LightningModule):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         head = self.model.head
         pools = head.needed_pools() if isinstance(head, OneShotHead) else None
-        return head(self.model.pooled_features(batch, pools))
+        return head(self.model.features(batch, pools))
 
     def training_step(self, batch, batch_idx):
         loss = loss_fn(self.spec, self(batch), batch["labels"])

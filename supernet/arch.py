@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from .errors import InputError, MissingInput
 from .files import atomic_write_text
-from .space import LINEAR_HEAD, SearchSpace, get_space
+from .space import LINEAR_HEAD, V1_PRESETS, SearchSpace, get_space
 
 SCHEMA_VERSION = 2  # 2: adds ``labels``
 _FIELDS = ("schema_version", "space", "encoder", "task", "labels", "choices", "metrics")
@@ -95,8 +95,14 @@ class Architecture:
 
 
 def _from_v1(d: dict[str, Any]) -> dict[str, Any]:
-    """A schema-1 record as schema 2: the same model (schema 1 had no class names)."""
-    return {**d, "schema_version": SCHEMA_VERSION, "labels": None}
+    """A schema-1 record as schema 2, the same model: schema 1 had no class names, and its "paper"
+    and "tiny" spaces had no token blocks (they are "mlp" and "tiny-mlp" now)."""
+    if not isinstance(d["space"], str):
+        return {**d, "schema_version": SCHEMA_VERSION}
+    base, at, depth = d["space"].partition("@")
+    head, *parts = base.split("+")
+    space = "+".join([V1_PRESETS.get(head, head), *parts]) + at + depth
+    return {**d, "space": space, "schema_version": SCHEMA_VERSION, "labels": None}
 
 
 def linear_architecture(task: str, encoder: str, labels: tuple[str, ...] | None = None) -> Architecture:

@@ -28,8 +28,9 @@ from .data import Encoded, TextSplit, batch_indices, encode, pad_batch
 from .errors import InputError
 from .files import atomic_torch_save
 from .ops import (POOLINGS, HiddenLayer, Mixture, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm,
-                  mix)
+                  fit_width, mix)
 from .space import SearchSpace, layer_label
+from .tokens import SuperTokenBlocks, TokenBlock, output_width, plain_token_block
 
 
 def layer_args(choices: Mapping[str, Any], i: int) -> dict[str, Any]:
@@ -39,21 +40,39 @@ def layer_args(choices: Mapping[str, Any], i: int) -> dict[str, Any]:
             "residual": choices[layer_label("residual", i)]}
 
 
+@dataclass
+class Features:
+    """What a head reads from one encoder forward: the poolings of the encoder's output it may need,
+    and (for token blocks) the last hidden states with their padding mask."""
+
+    pooled: Mapping[str, torch.Tensor]          # pooling name -> (B, H)
+    hidden: torch.Tensor | None = None          # (B, T, H)
+    mask: torch.Tensor | None = None            # (B, T)
+
+
 class SuperHead(nn.Module):
-    """Every head of the space on a pooled vector: hidden layers share their first slices, and
-    depth d uses the first d layers. The classifier reads its in-features from its input.
-    Any choice may be a ``Mixture`` (one-shot policies); ``pooled`` is then every pooling by name."""
+    """Every head of the space: an optional token block, the pooling, then the MLP. Hidden layers
+    share their first slices, depth d uses the first d layers, and the first layer and the classifier
+    read their in-features from their input. Any choice may be a ``Mixture`` (one-shot policies).
+    ``forward`` takes ``Features``, or a tensor already pooled for these choices (scoring)."""
 
     def __init__(self, space: SearchSpace, hidden_size: int, num_labels: int):
         super().__init__()
         self.space, self.hidden_size, self.num_labels = space, hidden_size, num_labels
+        if space.has_tokens and hidden_size < max(space.tok_heads):
+            raise InputError(f"space {space.name!r} offers {max(space.tok_heads)} attention heads in its token "
+                             f"blocks, and the encoder's hidden size is {hidden_size}")
+        self.tokens = SuperTokenBlocks(space, hidden_size) if space.has_tokens else None
+        self.in_width = self.tokens.out_width if self.tokens is not None else hidden_size
         self.layers = nn.ModuleList(
-            SuperHiddenLayer(hidden_size if i == 0 else space.max_width, space.max_width, space.norm)
+            SuperHiddenLayer(self.in_width if i == 0 else space.max_width, space.max_width, space.norm)
             for i in range(space.max_depth))
-        self.classifier = SuperLinear(max(hidden_size, space.max_width), num_labels)
+        self.classifier = SuperLinear(max(self.in_width, space.max_width), num_labels)
 
-    def forward(self, pooled: torch.Tensor | Mapping[str, torch.Tensor], choices: Mapping[str, Any]) -> torch.Tensor:
-        x = mix(choices["pool"], pooled.__getitem__) if isinstance(pooled, Mapping) else pooled  # (B, H)
+    def forward(self, features: Features | Mapping | torch.Tensor, choices: Mapping[str, Any]) -> torch.Tensor:
+        if isinstance(features, Mapping):  # poolings only (a head without token blocks)
+            features = Features(features)
+        x = features if isinstance(features, torch.Tensor) else self.pooled(features, choices)  # (B, W)
         depth = choices["depth"]
         if not isinstance(depth, Mixture):
             for i in range(depth):
@@ -65,8 +84,20 @@ class SuperHead(nn.Module):
             outputs[i + 1] = self.classifier(x, self.num_labels)
         return mix(depth, outputs.__getitem__)                               # (B, C)
 
+    def pooled(self, f: Features, choices: Mapping[str, Any]) -> torch.Tensor:
+        """The vector the MLP reads: the pooling of the token block's output (or of the encoder's)."""
+        kind = choices.get("tok_kind", "none")
+        if self.tokens is None or kind == "none":
+            return mix(choices["pool"], f.pooled.__getitem__)                  # (B, H)
+        tokens = self.tokens(f.hidden, f.mask, choices)                        # (B, T, W)
+        pool = lambda p: f.pooled[p] if p == "pooler" else POOLINGS[p](tokens, f.mask, None)
+        if not isinstance(choices["pool"], Mixture):
+            return pool(choices["pool"])
+        return mix(choices["pool"], lambda p: fit_width(pool(p), self.in_width))
+
     def freeze(self, choices: Mapping[str, Any]) -> nn.Sequential:
-        modules, in_features = [], self.hidden_size
+        """The plain MLP of ``choices`` (``freeze_tokens``: its token block)."""
+        modules, in_features = [], self.input_width(choices)
         for i in range(choices["depth"]):
             args = layer_args(choices, i)
             modules.append(self.layers[i].freeze(in_features, **args))
@@ -74,19 +105,28 @@ class SuperHead(nn.Module):
         modules.append(self.classifier.freeze(in_features, self.num_labels))
         return nn.Sequential(*modules)
 
+    def freeze_tokens(self, choices: Mapping[str, Any]) -> TokenBlock | None:
+        return self.tokens.freeze(choices) if self.tokens is not None and self.space.uses_tokens(choices) else None
 
-def plain_head(space: SearchSpace, choices: Mapping[str, Any], hidden_size: int, num_labels: int) -> nn.Sequential:
-    """A freshly initialised plain head of ``choices``: the structure ``SuperHead.freeze`` returns,
-    with PyTorch's default initialisation for its own sizes (what retraining starts from)."""
+    def input_width(self, choices: Mapping[str, Any]) -> int:
+        return output_width(choices, self.hidden_size) if self.space.uses_tokens(choices) else self.hidden_size
+
+
+def plain_head(space: SearchSpace, choices: Mapping[str, Any], hidden_size: int, num_labels: int
+               ) -> tuple[nn.Sequential, TokenBlock | None]:
+    """A freshly initialised plain head of ``choices`` (MLP, token block or None): the structure
+    ``SuperHead.freeze`` / ``freeze_tokens`` return, with PyTorch's default initialisation for its own
+    sizes (what retraining starts from)."""
     choices = space.validate(choices)
-    modules, in_features = [], hidden_size
+    tokens = plain_token_block(space, choices, hidden_size) if space.uses_tokens(choices) else None
+    modules, in_features = [], output_width(choices, hidden_size) if tokens is not None else hidden_size
     for i in range(choices["depth"]):
         a = layer_args(choices, i)
         modules.append(HiddenLayer(nn.Linear(in_features, a["width"]), create_norm(a["norm"], a["width"]),
                                    create_activation(a["activation"]), a["dropout"], a["residual"]))
         in_features = a["width"]
     modules.append(nn.Linear(in_features, num_labels))
-    return nn.Sequential(*modules)
+    return nn.Sequential(*modules), tokens
 
 
 def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):
@@ -108,17 +148,20 @@ class TextInterface:
 
 
 class FrozenModel(nn.Module):
-    """A plain model (no NNI): encoder -> pooling -> head. What retrain fine-tunes and ships.
-    ``load_model`` also attaches its ``TextInterface``, so ``predict(texts)`` works on raw text."""
+    """A plain model (no NNI): encoder -> token block (optional) -> pooling -> MLP head. What
+    retrain fine-tunes and ships. ``load_model`` also attaches its ``TextInterface``, so
+    ``predict(texts)`` works on raw text."""
 
-    def __init__(self, encoder: nn.Module, pooling: str, head: nn.Sequential):
+    def __init__(self, encoder: nn.Module, pooling: str, head: nn.Sequential, tokens: TokenBlock | None = None):
         super().__init__()
-        self.encoder, self.pooling, self.head = encoder, Pooling(pooling), head
+        self.encoder, self.pooling, self.head, self.tokens = encoder, Pooling(pooling), head, tokens
         self.interface: TextInterface | None = None
 
     def forward(self, input_ids, attention_mask, token_type_ids=None, **_ignored) -> torch.Tensor:
         hidden, pooler_output = encoder_outputs(
             self.encoder, {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
+        if self.tokens is not None:
+            hidden = self.tokens(hidden, attention_mask)                     # (B, T, W)
         return self.head(self.pooling(hidden, attention_mask, pooler_output))
 
     def outputs(self, texts: Sequence[str | tuple[str, str]], batch_size: int = 64, device: str | None = None,
@@ -211,21 +254,22 @@ class HeadSupernet(LabelSpace):
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), choices=choices)
         return out.last_hidden_state, out.pooler_output
 
-    def pooled_features(self, batch: Mapping[str, torch.Tensor], pools: tuple[str, ...] | None = None,
-                        choices: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
-        """One encoder forward (with ``choices``' backbone), pooled every way in ``pools`` (default: all)."""
+    def features(self, batch: Mapping[str, torch.Tensor], pools: tuple[str, ...] | None = None,
+                 choices: Mapping[str, Any] | None = None) -> Features:
+        """One encoder forward (with ``choices``' backbone), pooled every way in ``pools`` (default:
+        all), with the hidden states kept for token blocks."""
         hidden, pooler_output = self.encode(batch, choices)
-        return {p: POOLINGS[p](hidden, batch["attention_mask"], pooler_output) for p in pools or self.space.pool}
+        mask = batch["attention_mask"]
+        return Features({p: POOLINGS[p](hidden, mask, pooler_output) for p in pools or self.space.pool}, hidden, mask)
 
     def forward(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any]) -> torch.Tensor:
-        pooled = self.pooled_features(batch, (choices["pool"],), choices)[choices["pool"]]
-        return self.head(pooled, choices)
+        return self.head(self.features(batch, (choices["pool"],), choices), choices)
 
     def freeze(self, sample: Mapping[str, Any]) -> FrozenModel:
         choices = self.choices_of(sample)
         encoder = (self.encoder.freeze(choices) if isinstance(self.encoder, SuperBackbone)
                    else copy.deepcopy(self.encoder))
-        return FrozenModel(encoder, choices["pool"], self.head.freeze(choices))
+        return FrozenModel(encoder, choices["pool"], self.head.freeze(choices), self.head.freeze_tokens(choices))
 
     def encoder_parameters(self, choices: Mapping[str, Any]) -> int:
         """Parameters of the frozen encoder of ``choices`` (computed, not built)."""
@@ -246,8 +290,8 @@ def build_model(arch: Architecture, encoder: nn.Module, num_labels: int) -> Froz
         raise InputError(f"the architecture's space {space.name!r} has {space.encoder_layers} encoder layers, and the "
                          f"encoder has {encoder.config.num_hidden_layers}; pass the --model / --num-hidden-layers "
                          "it was searched with")
-    head = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
-    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head)
+    head, tokens = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
+    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head, tokens)
 
 
 def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str | None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,22 +36,41 @@ from .data import Encoded, batch_indices, pad_batch
 from .files import atomic_torch_save
 from .metrics import compute_metrics
 from .model import HeadSupernet, SuperHead, model_outputs
+from .ops import POOLINGS
 from .space import get_space
 from .tasks import TaskSpec
 
 SEARCH_STATE = "search_state.pt"
+
+
+@dataclass
+class SplitFeatures:
+    """A split's encoder outputs, computed once: every pooling of the space (rows in order) and, when
+    token blocks are searched, the last hidden states per batch (contiguous rows, in order)."""
+
+    pooled: dict[str, torch.Tensor]                                         # pooling -> (N, H)
+    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (hidden (b, T, H), mask (b, T))
+
+
+@torch.no_grad()
+def head_input(feats: SplitFeatures, choices: Mapping[str, Any], space, tokens) -> torch.Tensor:
+    """The vectors the MLP of ``choices`` reads, (N, W): a cached pooling, or the pooling of the token
+    block ``tokens(hidden, mask)`` over the cached hidden states."""
+    if not space.uses_tokens(choices):
+        return feats.pooled[choices["pool"]]
+    return torch.cat([POOLINGS[choices["pool"]](tokens(hidden, mask), mask, None) for hidden, mask in feats.batches])
 _CACHED_ENCODERS = 8  # encoder outputs kept per split in a backbone space (dev: rows x hidden x pools)
 
 
-def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: Mapping[str, torch.Tensor] | None,
-                      dev_labels: np.ndarray, calib: Mapping[str, torch.Tensor] | None, costs: dict | None = None,
+def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: SplitFeatures | None,
+                      dev_labels: np.ndarray, calib: SplitFeatures | None, costs: dict | None = None,
                       backbone: dict | None = None) -> None:
     """``costs``: {'encoder_params', 'latency_table', 'reference', 'objective'}; ``backbone`` (backbone
     spaces, whose ``dev`` / ``calib`` features are then None): {'encoder_config', 'supernet' (state
     dict), 'dev', 'calib' (token ids), 'pad_id'}."""
     state = {"space": head.space.name, "hidden_size": head.hidden_size, "num_labels": head.num_labels,
              "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "metrics": list(metrics),
-             "dev": dict(dev or {}), "dev_labels": dev_labels, "calib": dict(calib or {}), "costs": costs,
+             "dev": dev, "dev_labels": dev_labels, "calib": calib, "costs": costs,
              "backbone": backbone}
     atomic_torch_save(state, path)
 
@@ -114,8 +133,8 @@ class CandidateScorer:
     def from_file(cls, path: str | Path) -> "CandidateScorer":
         return cls(torch.load(path, map_location="cpu", weights_only=False))
 
-    def features(self, choices: Mapping[str, Any], split: str) -> Mapping[str, torch.Tensor]:
-        """Pooled encoder outputs of ``split`` ('dev' or 'calib') for the candidate's encoder."""
+    def features(self, choices: Mapping[str, Any], split: str) -> SplitFeatures:
+        """Encoder outputs of ``split`` ('dev' or 'calib') for the candidate's encoder."""
         if self.supernet is None:
             return self.dev if split == "dev" else self.calib
         key = (split, self.space.backbone_key(choices))
@@ -127,14 +146,15 @@ class CandidateScorer:
         self._cache.move_to_end(key)
         return self._cache[key]
 
-    def cost(self, choices: Mapping[str, Any], head: nn.Module | None = None) -> dict[str, float]:
+    def cost(self, choices: Mapping[str, Any], head: list[nn.Module | None] | None = None) -> dict[str, float]:
         """Parameters of the frozen model (and lookup-table latency in a backbone space); {} if unknown.
-        ``head``: the candidate's frozen head, when the caller already built it."""
+        ``head``: the candidate's frozen MLP and token block, when the caller already built them."""
         if not self.costs:
             return {}
-        head = sum(p.numel() for p in (head if head is not None else self.head.freeze(choices)).parameters())
+        head = head if head is not None else [self.head.freeze(choices), self.head.freeze_tokens(choices)]
+        head_params = sum(p.numel() for m in head if m is not None for p in m.parameters())
         encoder = self.supernet.encoder_parameters(choices) if self.supernet is not None else self.costs["encoder_params"]
-        out = {"params": float(encoder + head)}
+        out = {"params": float(encoder + head_params)}
         if self.costs.get("latency_table"):
             out["latency_ms"] = predicted_latency(self.space, self.costs["latency_table"], choices)
         return out
@@ -144,30 +164,32 @@ class CandidateScorer:
         return self.objective(scores, self.main_metric, (self.costs or {}).get("reference", {}))
 
     @torch.no_grad()
-    def _recalibrate(self, head: nn.Sequential, choices: Mapping[str, Any], batch_size: int = 64) -> None:
+    def _recalibrate(self, mlp: nn.Sequential, calib: torch.Tensor, batch_size: int = 64) -> None:
         """Batch-norm statistics in the supernet mix every sampled subnet: re-estimate them for this one."""
-        norms = [m for m in head.modules() if isinstance(m, nn.BatchNorm1d)]
+        norms = [m for m in mlp.modules() if isinstance(m, nn.BatchNorm1d)]
         if not norms:
             return
         for bn in norms:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batches
             bn.train()
-        feats = self.features(choices, "calib")[choices["pool"]]
-        for start in range(0, len(feats) - 1, batch_size):
-            chunk = feats[start:start + batch_size]
+        for start in range(0, len(calib) - 1, batch_size):
+            chunk = calib[start:start + batch_size]
             if len(chunk) > 1:
-                head(chunk)
+                mlp(chunk)
         for bn in norms:
             bn.eval()
 
     @torch.no_grad()
     def score(self, choices: Mapping[str, Any]) -> dict[str, float]:
         choices = self.space.validate(choices)
-        head = self.head.freeze(choices).eval()
-        self._recalibrate(head, choices)
-        outputs = head(self.features(choices, "dev")[choices["pool"]]).numpy()
-        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, head)}
+        mlp, tokens = self.head.freeze(choices).eval(), self.head.freeze_tokens(choices)
+        run = tokens.eval() if tokens is not None else None
+        inputs = lambda split: head_input(self.features(choices, split), choices, self.space, run)
+        if any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules()):
+            self._recalibrate(mlp, inputs("calib"))
+        outputs = mlp(inputs("dev")).numpy()
+        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, [mlp, tokens])}
         if self.objective.active:
             scores["objective"] = self.objective_value(scores)
         return scores
@@ -185,30 +207,37 @@ def cached_scorer(path: str) -> CandidateScorer:
 
 @torch.no_grad()
 def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size: int = 128,
-                 device: str = "cpu", choices: Mapping[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """Encoder outputs of a split pooled every way the space allows, computed once and reused
-    (in a backbone space: by the encoder of ``choices``)."""
+                 device: str = "cpu", choices: Mapping[str, Any] | None = None) -> SplitFeatures:
+    """Encoder outputs of a split, computed once and reused: pooled every way the space allows and,
+    if token blocks are searched, the hidden states (in a backbone space: of the encoder of ``choices``)."""
     was_training = supernet.training
     supernet.eval()
-    chunks: dict[str, list[torch.Tensor]] = {p: [] for p in supernet.space.pool}
+    out = SplitFeatures({p: [] for p in supernet.space.pool})
     order = np.arange(len(data))  # unsorted: rows stay aligned with labels
     for start in range(0, len(data), batch_size):
         batch = {k: v.to(device) for k, v in pad_batch(data, order[start:start + batch_size], pad_id).items()}
-        for p, feats in supernet.pooled_features(batch, choices=choices).items():
-            chunks[p].append(feats.float().cpu())
+        f = supernet.features(batch, choices=choices)
+        for p, feats in f.pooled.items():
+            out.pooled[p].append(feats.float().cpu())
+        if supernet.space.has_tokens:
+            out.batches.append((f.hidden.float().cpu(), f.mask.cpu()))
     supernet.train(was_training)
-    return {p: torch.cat(c) for p, c in chunks.items()}
+    out.pooled = {p: torch.cat(c) for p, c in out.pooled.items()}
+    return out
 
 
 @torch.no_grad()
-def score_heads(head: SuperHead, spec: TaskSpec, features: Mapping[str, torch.Tensor],
-                labels: np.ndarray, archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
+def score_heads(head: SuperHead, spec: TaskSpec, features: SplitFeatures, labels: np.ndarray,
+                archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
     """Official metrics of several heads on precomputed features (supernet BN statistics as they are)."""
     was_training = head.training
     head.eval()
     device = next(head.parameters()).device
-    out = [compute_metrics(spec.metrics, head(features[a["pool"]].to(device), a).float().cpu().numpy(), labels)
-           for a in archs]
+    out = []
+    for a in archs:
+        tokens = lambda h, m, a=a: head.tokens(h.to(device), m.to(device), a).cpu()
+        x = head_input(features, a, head.space, tokens).to(device)
+        out.append(compute_metrics(spec.metrics, head(x, a).float().cpu().numpy(), labels))
     head.train(was_training)
     return out
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from .errors import InputError
 from .ops import ACTIVATIONS, NORMS, POOLINGS
+from .tokens import TOKEN_KINDS, TOKEN_LABELS
 
 # backbone registries (one per choice kind); ``supernet.backbone`` builds the blocks they name
 # mixer name -> depthwise kernel size (None: the pretrained self-attention)
@@ -63,11 +64,19 @@ class SearchSpace:
     dropout: tuple[float, ...]
     norm: tuple[str, ...]
     residual: tuple[bool, ...]
+    # token-level blocks before the pooling (supernet.tokens); ("none",): none searched
+    tok_kind: tuple[str, ...] = ("none",)
+    tok_layers: tuple[int, ...] = (1,)
+    tok_width: tuple[int, ...] = (64,)
+    tok_kernel: tuple[int, ...] = (3,)
+    tok_heads: tuple[int, ...] = (1,)
+    tok_skip: tuple[bool, ...] = (False,)
     ffn: tuple[str, ...] = ("keep",)
     mixer: tuple[str, ...] = ("attention",)
     encoder_layers: int = 0  # the encoder depth a backbone space is bound to (0: head-only space)
 
     def __post_init__(self):
+        self._check_tokens()
         for kind, registry in (("pool", POOLINGS), ("act", ACTIVATIONS), ("norm", NORMS), ("ffn", FFN_CHOICES),
                                ("mixer", MIXERS)):
             bad = [v for v in getattr(self, kind) if v not in registry]
@@ -107,6 +116,28 @@ class SearchSpace:
         """Identity of the encoder a candidate runs (candidates sharing it share encoder outputs)."""
         return tuple(choices[backbone_label(k, j)] for j in range(self.encoder_layers) for k in self.backbone_kinds)
 
+    def _check_tokens(self) -> None:
+        bad = [k for k in self.tok_kind if k not in TOKEN_KINDS]
+        if bad:
+            raise InputError(f"space {self.name!r}: unknown tok_kind {bad}; valid: {sorted(TOKEN_KINDS)}")
+        for label in TOKEN_LABELS:
+            values = getattr(self, label)
+            if not values or len(set(values)) != len(values):
+                raise InputError(f"space {self.name!r}: {label} needs distinct candidates, got {values}")
+        if min(self.tok_layers) < 1 or min(self.tok_width) < 1 or min(self.tok_heads) < 1:
+            raise InputError(f"space {self.name!r}: token layers, widths and heads must be >= 1")
+        if any(k < 1 or k % 2 == 0 for k in self.tok_kernel):
+            raise InputError(f"space {self.name!r}: token kernels must be odd (same-length output), got {self.tok_kernel}")
+
+    @property
+    def has_tokens(self) -> bool:
+        """Whether token-level blocks are searched (their labels are part of the space)."""
+        return self.tok_kind != ("none",)
+
+    def uses_tokens(self, choices: Mapping[str, Any]) -> bool:
+        """Whether the head of ``choices`` runs a token block (the pooler reads the encoder's own [CLS])."""
+        return choices.get("tok_kind", "none") != "none" and choices["pool"] != "pooler"
+
     @property
     def max_depth(self) -> int:
         return max(self.depth)
@@ -118,6 +149,8 @@ class SearchSpace:
     def labels(self) -> dict[str, tuple]:
         """Every NNI label with its candidates, in a stable order."""
         out: dict[str, tuple] = {"pool": self.pool, "depth": self.depth}
+        if self.has_tokens:
+            out.update({label: getattr(self, label) for label in TOKEN_LABELS})
         for i in range(self.max_depth):
             for kind in LAYER_KINDS:
                 out[layer_label(kind, i)] = getattr(self, kind)
@@ -129,10 +162,16 @@ class SearchSpace:
     def per_layer_choices(self) -> int:
         return math.prod(len(getattr(self, k)) for k in LAYER_KINDS)
 
+    def token_choices(self) -> int:
+        """Distinct token blocks (each kind counts only the labels it reads)."""
+        return sum(math.prod(len(getattr(self, label)) for label in TOKEN_KINDS[kind]) for kind in self.tok_kind)
+
     def size(self) -> int:
-        """Distinct architectures: the labels of layers deeper than ``depth`` do not change the model."""
+        """Distinct architectures: the labels of layers deeper than ``depth``, and the token labels a
+        head does not read (another kind's, or all of them under the pooler), do not change the model."""
         backbone = math.prod(len(getattr(self, k)) for k in self.backbone_kinds) ** self.encoder_layers
-        return backbone * len(self.pool) * sum(self.per_layer_choices() ** d for d in self.depth)
+        front = sum(1 if p == "pooler" else self.token_choices() for p in self.pool)
+        return backbone * front * sum(self.per_layer_choices() ** d for d in self.depth)
 
     def raw_size(self) -> int:
         """Product of all label cardinalities (what NNI sees; counts unused deeper labels too)."""
@@ -162,11 +201,17 @@ class SearchSpace:
         return self.validate({k: sample[k] for k in labels if k in sample})
 
     def canonical(self, choices: Mapping[str, Any]) -> dict[str, Any]:
-        """Set the labels of layers deeper than ``depth`` to their first candidate, so equal models compare equal."""
+        """Set every label the model does not read to its first candidate, so equal models compare
+        equal: layers deeper than ``depth``, and token labels its block kind does not read."""
         out = dict(choices)
         for i in range(choices["depth"], self.max_depth):
             for kind in LAYER_KINDS:
                 out[layer_label(kind, i)] = getattr(self, kind)[0]
+        if self.has_tokens:
+            if not self.uses_tokens(choices):
+                out["tok_kind"] = "none" if "none" in self.tok_kind else out["tok_kind"]
+            read = TOKEN_KINDS[out["tok_kind"]]
+            out.update({label: getattr(self, label)[0] for label in TOKEN_LABELS[1:] if label not in read})
         return out
 
     def reference(self) -> dict[str, Any]:
@@ -175,6 +220,8 @@ class SearchSpace:
         labels = self.labels()
         choices = {k: v[0] for k, v in labels.items()}
         choices.update(LINEAR_HEAD if LINEAR_HEAD["pool"] in self.pool else {**LINEAR_HEAD, "pool": self.pool[0]})
+        if self.has_tokens:  # no token block, if the space offers none
+            choices["tok_kind"] = "none" if "none" in self.tok_kind else self.tok_kind[0]
         choices.update({k: v for k, v in self.backbone_choices({}).items() if k in labels})
         return self.validate(choices)
 
@@ -189,20 +236,36 @@ class SearchSpace:
 _ALL_ACTS = ("relu", "gelu", "tanh", "silu", "leaky_relu", "elu")
 _ALL_NORMS = ("none", "layernorm", "batchnorm")
 
+_MLP = dict(pool=("cls", "mean", "max", "pooler"), depth=(0, 1, 2, 3, 4), width=(64, 128, 256, 384, 512, 768, 1024),
+            act=_ALL_ACTS, dropout=(0.0, 0.1, 0.2, 0.3, 0.5), norm=_ALL_NORMS, residual=(False, True))
+# Kenneweg et al.'s token blocks at hidden size 384. Kernels and heads are the paper's. Conv widths
+# 32-256 span its 5-200 (for BERT-base's 768) at our hidden size and up. Layers stop at 3, not 5:
+# an attention layer here costs about half an encoder layer, so 5 would add most of a second
+# encoder to every step and candidate, for a head trained on GLUE-sized data.
+_TOKENS = dict(tok_kind=("none", "conv", "attention"), tok_layers=(1, 2, 3), tok_width=(32, 64, 128, 256),
+               tok_kernel=(3, 5, 7, 9, 11), tok_heads=(1, 2, 4, 8, 16), tok_skip=(False, True))
+_TINY = dict(pool=("cls", "mean"), depth=(0, 1, 2), width=(8, 16), act=("relu", "tanh"), dropout=(0.0, 0.2),
+             norm=_ALL_NORMS, residual=(False, True))
+
 PRESETS: dict[str, SearchSpace] = {
-    # The space searched by default. Per hidden layer 7 widths x 6 activations x 5 dropouts x
-    # 3 norms x 2 shortcuts; up to 4 hidden layers. Far larger than the seed paper's 7.5e7.
-    "paper": SearchSpace("paper", pool=("cls", "mean", "max", "pooler"), depth=(0, 1, 2, 3, 4),
-                         width=(64, 128, 256, 384, 512, 768, 1024), act=_ALL_ACTS,
-                         dropout=(0.0, 0.1, 0.2, 0.3, 0.5), norm=_ALL_NORMS, residual=(False, True)),
+    # The space searched by default: the paper's head families. Token blocks (none, conv, attention)
+    # before the pooling, then up to 4 hidden layers of 7 widths x 6 activations x 5 dropouts x
+    # 3 norms x 2 shortcuts. Far larger than the seed paper's 7.5e7.
+    "paper": SearchSpace("paper", **_MLP, **_TOKENS),
+    # The MLP-on-a-pooled-vector space (the default before token blocks; schema-1 "paper" records).
+    "mlp": SearchSpace("mlp", **_MLP),
     # A small space for quick searches and demos.
     "small": SearchSpace("small", pool=("cls", "mean", "max", "pooler"), depth=(0, 1, 2),
                          width=(64, 128, 256), act=_ALL_ACTS, dropout=(0.0, 0.1, 0.3),
                          norm=_ALL_NORMS, residual=(False, True)),
-    # For tests: every norm kind, small widths, depth 0 included.
-    "tiny": SearchSpace("tiny", pool=("cls", "mean"), depth=(0, 1, 2), width=(8, 16),
-                        act=("relu", "tanh"), dropout=(0.0, 0.2), norm=_ALL_NORMS, residual=(False, True)),
+    # For tests: every norm kind and token-block kind, small widths, depth 0 included.
+    "tiny": SearchSpace("tiny", **_TINY, tok_kind=("none", "conv", "attention"), tok_layers=(1, 2),
+                        tok_width=(8, 16), tok_kernel=(3, 5), tok_heads=(1, 2), tok_skip=(False, True)),
+    # ``tiny`` without token blocks (schema-1 "tiny" records).
+    "tiny-mlp": SearchSpace("tiny-mlp", **_TINY),
 }
+# schema-1 records named the MLP-only spaces "paper" and "tiny"
+V1_PRESETS = {"paper": "mlp", "tiny": "tiny-mlp", "head": "mlp"}
 
 
 def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
@@ -257,30 +320,53 @@ def bind_space(name: str, encoder_layers: int) -> SearchSpace:
     return get_space(f"{head}+{'+'.join(parts)}@{encoder_layers}")
 
 
+PAPER_SPACE_SIZE = 7.5e7  # Kenneweg et al. 2024's head space, as the paper states it
+
+
+def _scope(kind: str) -> str:
+    if kind in LAYER_KINDS:
+        return "per layer"
+    if kind in BACKBONE_KINDS:
+        return "per enc."
+    return "tok. block" if kind.startswith("tok_") else "global"
+
+
 def describe(space: SearchSpace) -> str:
+    """The table for people: every choice kind with its candidates, and the exact size."""
     lines = [f"space {space.name!r}"]
-    for kind in ("pool", "depth", "width", "act", "dropout", "norm", "residual", *space.backbone_kinds):
+    kinds = ("pool", "depth", *(TOKEN_LABELS if space.has_tokens else ()), "width", "act", "dropout", "norm",
+             "residual", *space.backbone_kinds)
+    for kind in kinds:
         values = getattr(space, kind)
-        scope = "per layer" if kind in LAYER_KINDS else "per enc." if kind in BACKBONE_KINDS else "global"
-        lines.append(f"  {kind:<9} ({scope:<9}) {len(values)} x {list(values)}")
+        lines.append(f"  {kind:<10} ({_scope(kind):<10}) {len(values)} x {list(values)}")
     lines.append(f"  labels: {len(space.labels())} ({', '.join(list(space.labels())[:7])}, ...)")
-    lines.append(f"  distinct architectures: {space.size():,} ({space.size():.3e})")
+    lines.append(f"  distinct architectures: {space.size():,} ({space.size():.3e}; "
+                 f"{space.size() / PAPER_SPACE_SIZE:.3g}x the seed paper's {PAPER_SPACE_SIZE:.1e})")
     lines.append(f"  raw label combinations: {space.raw_size():,} ({space.raw_size():.3e})")
     return "\n".join(lines)
 
 
+def as_json(space: SearchSpace) -> dict[str, Any]:
+    """The space for scripts: every label with its candidates, and the sizes."""
+    return {"name": space.name, "labels": {k: list(v) for k, v in space.labels().items()}, "size": space.size(),
+            "raw_size": space.raw_size(), "paper_space_size": PAPER_SPACE_SIZE,
+            "token_kinds": {k: list(TOKEN_KINDS[k]) for k in space.tok_kind}}
+
+
 def main(argv: list[str] | None = None) -> None:
+    import json
     parser = argparse.ArgumentParser(prog="python -m supernet.space",
                                      description="Print a head search space's choices and its exact size.")
     parser.add_argument("--preset", default="paper",
                         help=f"a preset ({', '.join(sorted(PRESETS))}) or a backbone space such as small+ffn+conv@6 "
                              "(default: paper)")
+    parser.add_argument("--json", action="store_true", help="print JSON (labels, candidates, size) for scripts")
     args = parser.parse_args(argv)
     try:
         space = get_space(args.preset)
-    except ValueError as e:
+    except InputError as e:
         parser.error(str(e))
-    print(describe(space))
+    print(json.dumps(as_json(space), indent=2) if args.json else describe(space))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,8 @@ def probe_architectures(space: SearchSpace, n: int) -> list[dict[str, Any]]:
 
 class StepLoss(torch.nn.Module):
     """A supernet step's loss as a ``forward``, so DistributedDataParallel can wrap it: one encoder
-    forward, pooled the ways the sampled heads need, and the mean of their losses."""
+    forward, pooled the ways the sampled heads need (a head with a token block runs it on the hidden
+    states), and the mean of their losses."""
 
     def __init__(self, supernet: HeadSupernet, spec: TaskSpec):
         super().__init__()
@@ -94,8 +95,8 @@ class StepLoss(torch.nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor], archs: list[dict[str, Any]]) -> torch.Tensor:
         # in sample order, not a set's: the graph's order fixes the float summation order of the
         # encoder's gradients, and a set's order changes with each process's string hash seed
-        pooled = self.supernet.pooled_features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
-        loss = sum(loss_fn(self.spec, self.supernet.head(pooled[a["pool"]], a), batch["labels"]) for a in archs)
+        features = self.supernet.features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
+        loss = sum(loss_fn(self.spec, self.supernet.head(features, a), batch["labels"]) for a in archs)
         return loss / len(archs)
 
 

@@ -53,7 +53,7 @@ def test_frozen_model_is_plain_torch(tiny_encoder):
 
 
 def test_weight_sharing_is_real(tiny_encoder):
-    space = get_space("paper")
+    space = get_space("mlp")  # the MLP's sharing; token blocks' in tests/test_tokens.py
     supernet = HeadSupernet(tiny_encoder, space, 2)
     head_params = supernet.head_parameters()
     hidden, w, depth = 32, space.max_width, space.max_depth

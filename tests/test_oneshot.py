@@ -11,17 +11,21 @@ from strategies import ONE_SHOT
 from strategies.config import OneShotConfig
 from strategies.oneshot import OneShotHead, head_hook, make_policy
 from supernet.arch import Architecture
-from supernet.model import SuperHead
-from supernet.ops import mix
+from supernet.model import Features, FrozenModel, SuperHead, load_model
+from supernet.ops import POOLINGS, mix
 from supernet.space import get_space
 
 SPACE = get_space("tiny")
 HIDDEN = 12
 
 
-def _pooled(batch: int = 6, seed: int = 0) -> dict[str, torch.Tensor]:
+def _pooled(batch: int = 6, seed: int = 0) -> Features:
+    """Encoder outputs of a ragged batch: hidden states, their mask and their poolings."""
     g = torch.Generator().manual_seed(seed)
-    return {p: torch.randn(batch, HIDDEN, generator=g) for p in SPACE.pool}
+    hidden = torch.randn(batch, 5, HIDDEN, generator=g)
+    mask = torch.ones(batch, 5, dtype=torch.long)
+    mask[::2, 3:] = 0
+    return Features({p: POOLINGS[p](hidden, mask, None) for p in SPACE.pool}, hidden, mask)
 
 
 def _trained_head(num_labels: int, seed: int = 0) -> SuperHead:
@@ -62,7 +66,7 @@ def test_softmax_mixture_at_one_hot_alphas_is_the_chosen_head(seed):
     alphas = _alphas(arch)
     mixed = _shot(head, "softmax", alphas).eval()
     pooled = _pooled(seed=seed)
-    expected = head.eval()(pooled[arch["pool"]], arch)
+    expected = head.eval()(pooled, arch)
     torch.testing.assert_close(mixed(pooled), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -72,7 +76,7 @@ def test_the_exactness_test_sees_a_wrong_norm_slice(monkeypatch):
     head = _trained_head(3, 1)
     arch = {**SPACE.sample(random.Random(0)), "depth": 1, "norm_0": "layernorm", "width_0": 8}
     pooled = _pooled()
-    expected = head.eval()(pooled[arch["pool"]], arch)
+    expected = head.eval()(pooled, arch)
     real = ops.SuperLayerNorm.forward
 
     def shifted(self, x):  # the gains of the wrong units (as a slicing bug would take)
@@ -90,7 +94,7 @@ def test_softmax_mixture_is_a_weighted_sum_at_uniform_alphas():
     mixed = _shot(head, "softmax", alphas).eval()
     pooled = _pooled()
     # depth and pool are the outermost mixtures: at depth 0 only pool mixes into the classifier
-    depth0 = sum(head.classifier(pooled[p], 2) for p in SPACE.pool) / len(SPACE.pool)
+    depth0 = sum(head.classifier(pooled.pooled[p], 2) for p in SPACE.pool) / len(SPACE.pool)
     out = mixed(pooled)
     assert out.shape == (6, 2)
     assert not torch.allclose(out, depth0)  # deeper layers contribute
@@ -125,7 +129,7 @@ def test_binary_gate_forward_is_the_sampled_head_and_trains_only_its_weights():
         gate.resample({})
         arch = gate.policy.sampled()
         pooled = _pooled(seed=seed)
-        torch.testing.assert_close(gate(pooled), head.eval()(pooled[arch["pool"]], arch), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gate(pooled), head.eval()(pooled, arch), rtol=1e-5, atol=1e-5)
         if arch["depth"] == 0:
             head.zero_grad(set_to_none=True)
             gate(pooled).sum().backward()
@@ -166,7 +170,7 @@ def test_sample_policy_follows_resample_and_memo():
     arch = shot.export({})
     assert arch["pool"] == "mean" and arch["depth"] == 2 and SPACE.validate(arch)
     pooled = _pooled()
-    torch.testing.assert_close(shot(pooled), head(pooled["mean"], arch))
+    torch.testing.assert_close(shot(pooled), head(pooled, arch))
 
 
 def test_hook_wraps_only_the_super_head_and_shares_its_parameters():
@@ -230,16 +234,38 @@ def _search(run_dir, *extra, glue_dir):
     return main([*SMALL, "--glue-dir", str(glue_dir), "--output-dir", str(run_dir), *extra])
 
 
+@pytest.fixture()
+def token_space(monkeypatch):
+    """``tiny`` whose heads all run a token block (conv or attention): every export has one."""
+    from dataclasses import replace
+
+    from supernet import space
+    monkeypatch.setitem(space.PRESETS, "tiny-tok", replace(space.PRESETS["tiny"], name="tiny-tok",
+                                                            tok_kind=("conv", "attention")))
+    return "tiny-tok"
+
+
+def retrains(arch_file, out, glue_dir, task="mrpc") -> FrozenModel:
+    """``python -m retrain`` of an exported record, briefly; its shipped model."""
+    from retrain.cli import main as retrain_main
+    assert retrain_main([str(arch_file), "--task", task, "--glue-dir", str(glue_dir), "--num-hidden-layers", "2",
+                         "--max-train-samples", "32", "--max-eval-samples", "16", "--max-steps", "1",
+                         "--batch-size", "16", "--seeds", "1", "--output-dir", str(out)]) == 0
+    return load_model(out / "arch_top1" / "model.pt")
+
+
 @pytest.mark.parametrize("strategy", ONE_SHOT)
-def test_one_shot_strategy_end_to_end(tmp_path, glue_dir, strategy):
+def test_one_shot_strategy_end_to_end(tmp_path, glue_dir, strategy, token_space):
     run = tmp_path / "run"
     extra = ["--trials", "6", "--population", "3", "--sample-size", "2"] if strategy == "spos" else []
-    if strategy == "enas":  # a regression reward (-MSE) differs between heads from the first step
-        extra = ["--task", "stsb"]
-    assert _search(run, "--strategy", strategy, "--arch-lr", "0.01", *extra, glue_dir=glue_dir) == 0
+    task = "stsb" if strategy == "enas" else "mrpc"  # a regression reward (-MSE) differs between heads at once
+    assert _search(run, "--strategy", strategy, "--arch-lr", "0.01", "--space", token_space, "--task", task, *extra,
+                   glue_dir=glue_dir) == 0
     summary = json.loads((run / "search_summary.json").read_text())
     top = Architecture.load(run / "arch_top1.json")
-    assert top.space == "tiny" and get_space("tiny").validate(top.choices) == dict(top.choices)
+    assert top.space == token_space and get_space(token_space).validate(top.choices) == dict(top.choices)
+    assert top.choices["tok_kind"] in ("conv", "attention")  # a record with a token block ...
+    assert retrains(run / "arch_top1.json", tmp_path / "retrain", glue_dir, task).tokens is not None  # ... retrains
     assert summary["strategy"] == strategy and summary["best_choices"] == dict(top.choices)
     assert summary["best"] == dict(top.metrics) and summary["supernet_steps"] == 4
     assert (run / "checkpoints" / "last.ckpt").is_file()
@@ -250,7 +276,7 @@ def test_one_shot_strategy_end_to_end(tmp_path, glue_dir, strategy):
         return
     # the architecture distribution was trained: it moved away from uniform
     probs = summary["architecture_probabilities"]
-    assert set(probs) == set(get_space("tiny").labels())
+    assert set(probs) == set(get_space(token_space).labels()) and "tok_heads" in probs
     assert max(abs(p - 1 / len(d)) for d in probs.values() for p in d.values()) > 1e-4
     assert [t["step"] for t in summary["export_trajectory"]] == [2, 4]
 
@@ -279,7 +305,7 @@ def test_one_shot_resume_continues_from_the_last_checkpoint(tmp_path, glue_dir, 
 
 @pytest.mark.parametrize("policy", ["softmax", "gumbel", "binary_gate"])
 def test_architecture_steps_move_alpha_towards_the_better_choice(policy):
-    """The direction, not only that alpha moved: pooling 'mean' carries the label and 'cls' is noise,
+    """The direction, not only that alpha moved: pooling 'mean' carries the label and 'cls' is noise
     so training weights and alphas together must make 'mean' the likelier pooling."""
     torch.manual_seed(0)
     head = SuperHead(SPACE, HIDDEN, 2)
@@ -288,9 +314,11 @@ def test_architecture_steps_move_alpha_towards_the_better_choice(policy):
     weights = torch.optim.Adam(head.parameters(), lr=1e-2)
     arch = torch.optim.Adam(alphas.values(), lr=5e-2)
     for step in range(150):
-        x = torch.randn(32, HIDDEN)
-        y = (x[:, 0] > 0).long()
-        pooled = {"mean": x, "cls": torch.randn(32, HIDDEN)}
+        hidden = torch.randn(32, 6, HIDDEN)
+        y = (torch.rand(32) > 0.5).long()
+        hidden[:, 1:, 0] += 2.0 * y[:, None] - 1.0  # every token but [CLS] (token 0) carries the label
+        mask = torch.ones(32, 6, dtype=torch.long)
+        pooled = Features({p: POOLINGS[p](hidden, mask, None) for p in SPACE.pool}, hidden, mask)
         shot.resample({})
         loss = F.cross_entropy(shot(pooled), y)
         weights.zero_grad()

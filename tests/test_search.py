@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import ROOT
+from test_oneshot import token_space  # noqa: F401  (fixture)
 from supernet.arch import Architecture
 from supernet.search import main as search_main
 
@@ -23,14 +24,17 @@ def _search(run_dir, *extra, glue_dir):
 
 
 @pytest.mark.parametrize("strategy", ["evolution", "random"])
-def test_headless_search_exports_valid_architectures(tmp_path, glue_dir, strategy):
+def test_headless_search_exports_valid_architectures(tmp_path, glue_dir, strategy, token_space):
+    from test_oneshot import retrains
     run = tmp_path / "run"
     assert _search(run, "--strategy", strategy, "--no-webui", "--trials", "12", "--population", "4",
-                   "--sample-size", "2", glue_dir=glue_dir) == 0
+                   "--sample-size", "2", "--space", token_space, glue_dir=glue_dir) == 0
+    assert retrains(run / "arch_top1.json", tmp_path / "retrain", glue_dir).tokens is not None
     summary = json.loads((run / "search_summary.json").read_text())
     assert summary["trials"] == 12 and summary["strategy"] == strategy
     tops = [Architecture.load(run / f"arch_top{i}.json") for i in (1, 2, 3)]
-    assert [a.space for a in tops] == ["tiny"] * 3 and len({a.key() for a in tops}) == 3
+    assert [a.space for a in tops] == [token_space] * 3 and len({a.key() for a in tops}) == 3
+    assert all(a.choices["tok_kind"] in ("conv", "attention") for a in tops)
     scores = [a.metrics["f1"] for a in tops]
     assert scores == sorted(scores, reverse=True) and summary["best"]["f1"] == scores[0]
     # the export is the best candidate the strategy scored (re-scored, it keeps its score)

@@ -1,4 +1,5 @@
 import itertools
+from dataclasses import replace
 import random
 import subprocess
 import sys
@@ -18,16 +19,22 @@ def test_paper_preset_is_the_documented_space():
     assert space.width == (64, 128, 256, 384, 512, 768, 1024) and space.dropout == (0.0, 0.1, 0.2, 0.3, 0.5)
     assert set(space.act) == {"relu", "gelu", "tanh", "silu", "leaky_relu", "elu"}
     assert set(space.norm) == {"none", "layernorm", "batchnorm"} and space.residual == (False, True)
-    assert space.size() == 4 * sum((7 * 6 * 5 * 3 * 2) ** d for d in range(5))
+    assert space.tok_kind == ("none", "conv", "attention") and space.tok_layers == (1, 2, 3)
+    assert space.tok_width == (32, 64, 128, 256) and space.tok_kernel == (3, 5, 7, 9, 11)
+    assert space.tok_heads == (1, 2, 4, 8, 16) and space.tok_skip == (False, True)
+    blocks = 1 + 3 * 4 * 5 * 2 + 3 * 5 * 2  # none + conv (layers x width x kernel x skip) + attention
+    front = 3 * blocks + 1  # cls / mean / max read a token block; the pooler reads the encoder's [CLS]
+    assert space.size() == front * sum((7 * 6 * 5 * 3 * 2) ** d for d in range(5))
     assert space.size() > PAPER_SPACE_SIZE
 
 
-def test_size_counts_distinct_architectures_exactly():
-    space = get_space("tiny")
+@pytest.mark.parametrize("space", [get_space("tiny-mlp"), replace(get_space("tiny"), depth=(0, 1))],
+                         ids=["tiny-mlp", "tiny-tokens"])
+def test_size_counts_distinct_architectures_exactly(space):
     labels = space.labels()
     distinct = {tuple(sorted(space.canonical(dict(zip(labels, values))).items()))
                 for values in itertools.product(*labels.values())}
-    assert len(distinct) == space.size() == 4706
+    assert len(distinct) == space.size() == {"tiny-mlp": 4706, "tiny": 2 * (1 + 16 + 8) * (1 + 48)}[space.name]
     assert space.raw_size() == len(list(itertools.product(*labels.values())))
 
 

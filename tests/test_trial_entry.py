@@ -12,7 +12,8 @@ import torch
 
 from conftest import ROOT
 from strategies.trials import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
-from supernet.scoring import CandidateScorer, save_search_state
+from supernet.ops import POOLINGS
+from supernet.scoring import CandidateScorer, SplitFeatures, save_search_state
 from strategies.trial_entry import candidate
 from supernet.model import SuperHead
 from supernet.space import get_space
@@ -23,7 +24,8 @@ def state_path(tmp_path):
     space = get_space("tiny")
     head = SuperHead(space, 32, 2)
     g = torch.Generator().manual_seed(0)
-    feats = {p: torch.randn(48, 32, generator=g) for p in space.pool}
+    hidden, mask = torch.randn(48, 5, 32, generator=g), torch.ones(48, 5, dtype=torch.long)
+    feats = SplitFeatures({p: POOLINGS[p](hidden, mask, None) for p in space.pool}, [(hidden, mask)])
     labels = (torch.arange(48) % 2).numpy()
     path = tmp_path / "search_state.pt"
     save_search_state(path, head, ("f1", "accuracy"), feats, labels, feats)
