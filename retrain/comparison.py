@@ -1,15 +1,27 @@
-"""Linear head vs weight-sharing search vs BO-Hyperband on the same task, budget and seeds.
+"""The comparison: linear heads vs weight-sharing search vs BO-Hyperband vs a random head, one protocol.
 
-(a) the standard linear head; (b) our search (one supernet fine-tune + regularized evolution over
-inherited weights) and a retrain of its best head; (c) the multi-trial BO-Hyperband baseline (every
-trial a real fine-tune) and a retrain of its best head. Every head is retrained with the same loop,
-budget and seeds. Writes ``compare.md`` / ``compare.json`` (dev metric mean ± std, search cost in
-wall and CPU seconds, the cost ratio (b)/(c)) and ``compare.png``. Each stage is resumable, and a
-resume with other settings than the stored ones is refused.
+- **Three roles for the data.** Both searches select on the validation split carved from train
+  (``--val-fraction``, stratified, fixed seed) or ``--val-file``; every arm's head is then retrained
+  on the whole training split and reported on the official dev set (or ``--test-file``), which no
+  search reads.
+- **Seeds.** The searches run at ``--selection-seed``; the report retrains at ``--seeds``, which must
+  not contain it.
+- **Arms**, all retrained with the same loop, budget and report seeds: the linear head on the
+  pooler's [CLS] (BertForSequenceClassification) and on the mean pooling (the sentence-transformers
+  convention); the weight-sharing search's top-1; BO-HB's best (and, with ``--bohb-search-lr``, the
+  variant that also searches the learning rate); a head drawn uniformly from the space.
+- **Report**: mean ± std over the report seeds, and each arm's paired difference to the stronger
+  linear head with a 95% t-interval over seeds; search costs in CPU seconds of this process (and
+  BO-HB's to its best trial), with the machine's load average beside them.
+
+Writes ``compare.json`` (every number and the protocol), ``compare.md`` and ``compare.png``. Each
+stage resumes, and a resume with other settings than the stored ones is refused.
 """
 from __future__ import annotations
 
 import os
+import random
+import statistics
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +32,7 @@ from supernet.config import Config, arg
 from supernet.data import DataConfig, TaskData, load_task
 from supernet.encoder import EncoderConfig, load_tokenizer
 from supernet.errors import InputError
-from supernet.files import atomic_write_json, atomic_write_text, claim_output_dir
+from supernet.files import atomic_write_json, atomic_write_text, claim_output_dir, read_json
 from supernet.space import get_space, names_backbone_choices
 from supernet.train import RUN_CONFIG, TrainConfig
 
@@ -30,35 +42,43 @@ from strategies.pipeline import SearchJob, SearchResult, run_search
 from .bohb import BOHBConfig, run_bohb
 from .run import RetrainConfig, RetrainPlan, retrain_heads
 
-HEADS = ("linear", "weight_sharing", "bo_hyperband")
+LINEAR_HEADS = {"linear": "pooler", "linear_mean": "mean"}  # arm -> pooling of a single linear layer
 
 
 @dataclass(frozen=True)
 class CompareConfig(Config):
-    """The weight-sharing search's own budget (the BO-HB trials and every retrain share the fine-tuning flags)."""
+    """The searches' budgets and the selection seed (retrains and BO-HB trials share the fine-tuning flags)."""
 
-    space: str = arg("paper", "search-space preset, for both searches")
-    search_trials: int = arg(48, "evolution trials over the supernet")
-    supernet_epochs: float = arg(1.0, "supernet fine-tuning epochs")
+    space: str = arg("paper", "search-space preset, for both searches and the random head")
+    search_trials: int = arg(50, "evolution trials over the supernet (and random subnets it is compared with)")
+    supernet_epochs: float | None = arg(None, "supernet fine-tuning epochs (default: --epochs, the same budget "
+                                              "as one retrain)")
     supernet_max_steps: int | None = arg(None, "overrides --supernet-epochs")
+    selection_seed: int = arg(0, "seed of both searches and of the random head; the report seeds must differ")
 
     def __post_init__(self):
         if names_backbone_choices(self.space):
             raise InputError(f"--space {self.space}: the BO-Hyperband baseline searches head choices only; compare "
-                             "on a head space (paper, small, tiny)")
+                             "on a head space (paper, mlp, small, tiny)")
+        get_space(self.space)
+        if self.search_trials < 1:
+            raise InputError(f"--search-trials must be >= 1, got {self.search_trials}")
 
 
 def search_job(cmp: CompareConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig) -> SearchJob:
-    """(b)'s search: our supernet training with the shared fine-tuning flags, then evolution in-process."""
-    train = TrainConfig(space=cmp.space, epochs=cmp.supernet_epochs, max_steps=cmp.supernet_max_steps,
-                        batch_size=ft.batch_size, lr_encoder=ft.lr_encoder, lr_head=ft.lr_head, device=ft.device,
-                        precision=ft.precision, seed=ft.seeds[0])
-    search = SearchConfig(strategy="evolution", trials=cmp.search_trials, seed=ft.seeds[0], webui=False)
+    """The weight-sharing search: our supernet training with the shared fine-tuning budget, then
+    evolution in-process, both at the selection seed."""
+    train = TrainConfig(space=cmp.space, epochs=cmp.supernet_epochs or ft.epochs, max_steps=cmp.supernet_max_steps,
+                        batch_size=ft.batch_size, lr_encoder=ft.lr_encoder, lr_head=ft.lr_head,
+                        weight_decay=ft.weight_decay, warmup_ratio=ft.warmup_ratio, device=ft.device,
+                        precision=ft.precision, freeze_encoder=ft.freeze_encoder, seed=cmp.selection_seed)
+    search = SearchConfig(strategy="evolution", trials=cmp.search_trials, seed=cmp.selection_seed, webui=False,
+                          random_baseline=cmp.search_trials)
     return SearchJob(encoder=encoder, data=data, train=train, search=search)
 
 
 def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
-    """(b): resumable; a stored search made with other settings is refused."""
+    """Resumable; a stored search made with other settings is refused."""
     if not (out / RUN_CONFIG).is_file():
         return run_search(job, out)
     stored = SearchJob.load(out)
@@ -72,35 +92,65 @@ def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
     return run_search(stored, out, resume=True)
 
 
-def bo_hyperband_search(cmp: CompareConfig, bohb: BOHBConfig, task: TaskData, data: DataConfig,
-                        encoder: EncoderConfig, ft: RetrainConfig, out: Path) -> tuple[Architecture, dict[str, float]]:
-    """(c): Optuna TPE + Hyperband, every trial a real fine-tune of the full budget; resumable."""
+def bo_hyperband_search(space: str, bohb: BOHBConfig, task: TaskData, data: DataConfig, encoder: EncoderConfig,
+                        ft: RetrainConfig, out: Path) -> tuple[Architecture, RetrainConfig, dict[str, Any]]:
+    """BO-HB's best head, the fine-tuning config to retrain it with (its learning rate, if searched), its costs."""
     meta = {"encoder": encoder.name, "task": task.spec.name, "labels": task.spec.label_names}
-    summary = run_bohb(get_space(cmp.space), task.spec, task.train, task.dev, task.pad_id, bohb, ft, encoder.load,
-                       meta, out, settings={"data": data.to_dict(), "encoder": encoder.to_dict()})
-    return (Architecture.load(out / "best_arch.json"),
-            {"seconds": summary["seconds"], "cpu_seconds": summary["cpu_seconds"],
-             "trials": len(summary["trials"]), "pruned": summary["pruned"], "epochs": summary["epochs_spent"]})
+    s = run_bohb(get_space(space), task, bohb, ft, encoder.load, meta, out,
+                 settings={"data": data.to_dict(), "encoder": encoder.to_dict()})
+    best_ft = replace(ft, lr_encoder=s["best"]["lr_encoder"]) if bohb.search_lr else ft
+    cost = {k: s[k] for k in ("seconds", "cpu_seconds", "seconds_to_best", "cpu_seconds_to_best", "epochs_spent",
+                              "completed", "pruned", "proposed_by_model")}
+    return Architecture.load(out / "best_arch.json"), best_ft, {**cost, "trials": len(s["trials"])}
+
+
+def random_head(space: str, seed: int, task: TaskData, encoder: EncoderConfig) -> Architecture:
+    """A head drawn uniformly from the space: did searching matter at all?"""
+    s = get_space(space)
+    return Architecture(space, s.canonical(s.sample(random.Random(seed))), encoder=encoder.name,
+                        task=task.spec.name, labels=task.spec.label_names)
+
+
+def paired(arm: dict[str, float], base: dict[str, float]) -> dict[str, float]:
+    """Mean per-seed difference arm - base with a 95% t-interval (seeds paired: same seed, same data order)."""
+    from scipy import stats
+    diffs = [arm[s] - base[s] for s in sorted(base)]
+    mean = statistics.mean(diffs)
+    if len(diffs) < 2:
+        return {"mean": mean, "ci95": [float("nan"), float("nan")], "n": len(diffs)}
+    half = stats.t.ppf(0.975, len(diffs) - 1) * statistics.stdev(diffs) / len(diffs) ** 0.5
+    return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(diffs)}
 
 
 def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str) -> dict[str, Any]:
-    rows = {}
-    for name in HEADS:
-        s = results["heads"][name]["summary"][metric]
-        rows[name] = {"mean": s["mean"], "std": s["std"], "head_parameters": results["heads"][name]["head_parameters"],
-                      "search": costs.get(name, {"seconds": 0.0, "cpu_seconds": 0.0})}
-    ws, bo = costs["weight_sharing"]["seconds"], costs["bo_hyperband"]["seconds"]
-    return {"metric": metric, "rows": rows, "cost_ratio_ws_over_bohb": ws / bo if bo > 0 else float("nan")}
+    """Rows per arm: mean ± std over report seeds, per-seed scores, costs, paired difference to the
+    stronger linear head."""
+    per_seed = {name: {s: r["metrics"][metric] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
+    summary = {name: h["summary"][metric] for name, h in results["heads"].items()}
+    base = max(LINEAR_HEADS, key=lambda n: summary[n]["mean"])
+    rows = {name: {"mean": summary[name]["mean"], "std": summary[name]["std"], "per_seed": per_seed[name],
+                   "head_parameters": results["heads"][name]["head_parameters"],
+                   "architecture": results["heads"][name]["architecture"]["choices"],
+                   "search": costs.get(name, {"seconds": 0.0, "cpu_seconds": 0.0}),
+                   "vs_linear": paired(per_seed[name], per_seed[base]) if name != base else None}
+            for name in results["heads"]}
+    ws, bo = costs["weight_sharing"]["cpu_seconds"], costs["bo_hyperband"]["cpu_seconds"]
+    return {"metric": metric, "baseline": base, "rows": rows,
+            "cpu_cost_ratio_ws_over_bohb": ws / bo if bo > 0 else float("nan")}
 
 
-def markdown(cmp: dict[str, Any], task: str, seeds) -> str:
-    lines = [f"# {task}: dev {cmp['metric']} over seeds {list(seeds)}, after retraining each head", "",
-             f"| head | dev {cmp['metric']} (mean ± std) | head params | search wall s | search CPU s |",
-             "|---|---|---|---|---|"]
+def markdown(cmp: dict[str, Any], task: str) -> str:
+    p = cmp["protocol"]
+    lines = [f"# {task} ({p['regime']}): dev {cmp['metric']} after retraining each head, seeds {p['report_seeds']}",
+             "", f"Selection: {p['selection_split']}, seed {p['selection_seed']}. Report: {p['report_split']}.", "",
+             f"| arm | dev {cmp['metric']} (mean ± std) | paired Δ vs {cmp['baseline']} [95% CI] | head params | "
+             "search CPU s |", "|---|---|---|---|---|"]
     for name, r in cmp["rows"].items():
-        lines.append(f"| {name} | {r['mean']:.4f} ± {r['std']:.4f} | {r['head_parameters']:,} | "
-                     f"{r['search']['seconds']:.0f} | {r['search']['cpu_seconds']:.0f} |")
-    lines += ["", f"Search cost of weight sharing / BO-Hyperband (wall): {cmp['cost_ratio_ws_over_bohb']:.3f}", ""]
+        d = r["vs_linear"]
+        delta = "—" if d is None else f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
+        lines.append(f"| {name} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} | {r['head_parameters']:,} | "
+                     f"{r['search']['cpu_seconds']:.0f} |")
+    lines += ["", f"Search CPU cost, weight sharing / BO-Hyperband: {cmp['cpu_cost_ratio_ws_over_bohb']:.3f}", ""]
     return "\n".join(lines)
 
 
@@ -111,43 +161,83 @@ def plot(cmp: dict[str, Any], path: Path) -> None:
     names = list(cmp["rows"])
     means = [cmp["rows"][n]["mean"] for n in names]
     stds = [cmp["rows"][n]["std"] for n in names]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    bars = ax.bar(names, means, yerr=stds, capsize=6, color=["#999999", "C0", "C1", "C2"][:len(names)])
+    fig, ax = plt.subplots(figsize=(1.3 * len(names) + 2, 4))
+    bars = ax.bar(names, means, yerr=stds, capsize=6, color=[f"C{i}" for i in range(len(names))])
     low = max(0.0, min(m - s for m, s in zip(means, stds)) - 0.05)
     ax.set_ylim(low, max(m + s for m, s in zip(means, stds)) + 0.02)
     for bar, n in zip(bars, names):  # search cost written inside each bar, above the axis floor
-        cost = cmp["rows"][n]["search"]["seconds"]
-        ax.annotate(f"search {cost:.0f} s" if cost else "no search", (bar.get_x() + bar.get_width() / 2, low),
-                    xytext=(0, 6), textcoords="offset points", ha="center", va="bottom", color="white", fontsize=9)
+        cost = cmp["rows"][n]["search"]["cpu_seconds"]
+        ax.annotate(f"{cost:.0f} CPU s" if cost else "no search", (bar.get_x() + bar.get_width() / 2, low),
+                    xytext=(0, 6), textcoords="offset points", ha="center", va="bottom", color="white", fontsize=8)
     ax.set_ylabel(f"dev {cmp['metric']} after retraining (mean ± std)")
+    ax.tick_params(axis="x", labelrotation=20)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
+def _protocol(cmp: CompareConfig, data: DataConfig, task: TaskData, ft: RetrainConfig, ws: SearchResult) -> dict:
+    regime = "frozen encoder" if ft.freeze_encoder else (
+        f"small data ({data.max_train_samples} training rows)" if data.max_train_samples else "full fine-tuning")
+    return {"regime": regime, "selection_split": ws.summary["selection_split"], "selection_seed": cmp.selection_seed,
+            "report_split": data.test_file or f"official dev set ({len(task.dev)} rows)",
+            "report_seeds": list(ft.seeds), "budget": ft.to_dict(), "search_trials": cmp.search_trials,
+            "load_average": list(os.getloadavg())}
+
+
+@dataclass
+class Arms:
+    """What the searches produced: the heads to retrain, per-arm fine-tuning where not the shared
+    one (BO-HB with a searched learning rate), the search costs, and the weight-sharing run."""
+
+    heads: list[tuple[str, Architecture]]
+    configs: dict[str, RetrainConfig]
+    costs: dict[str, dict]
+    ws: SearchResult
+
+
+def search_arms(cmp, bohb, task, data, encoder, ft, out) -> Arms:
+    ws = weight_sharing_search(search_job(cmp, data, encoder, ft), out / "weight_sharing")
+    heads = [(name, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
+             for name, pool in LINEAR_HEADS.items()]
+    heads.append(("weight_sharing", ws.best))
+    arms = Arms(heads, {}, {"weight_sharing": {"seconds": ws.seconds, "cpu_seconds": ws.cpu_seconds}}, ws)
+    for name, variant in (("bo_hyperband", replace(bohb, search_lr=False)), ("bo_hyperband_lr", bohb)):
+        if name == "bo_hyperband_lr" and not bohb.search_lr:
+            continue
+        arch, cfg, arms.costs[name] = bo_hyperband_search(cmp.space, replace(variant, seed=cmp.selection_seed),
+                                                          task, data, encoder, ft, out / name)
+        arms.heads.append((name, arch))
+        if cfg != ft:
+            arms.configs[name] = cfg
+    arms.heads.append(("random_head", random_head(cmp.space, cmp.selection_seed, task, encoder)))
+    return arms
+
+
 def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig,
                 output_dir: str | None, overwrite: bool, resume: bool) -> dict[str, Any]:
-    """``python -m retrain.compare``: the three arms, their retrains, and the report."""
+    """``python -m retrain.compare``: the arms, their retrains, and the report."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # each rank would run its own Optuna study and suggest other heads: DDP steps would not match
         raise InputError("python -m retrain.compare runs in one process; under torchrun, run its stages "
                          "(python -m supernet.search, python -m retrain) instead")
+    if cmp.selection_seed in ft.seeds:
+        raise InputError(f"--selection-seed {cmp.selection_seed} is one of the report --seeds {list(ft.seeds)}: a "
+                         "search's own training run must not be reported; pick seeds without it")
     task = load_task(data, load_tokenizer(encoder.model))  # bad data fails first
     out = claim_output_dir(Path(output_dir or f"logs/compare-{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                            overwrite, "a comparison", "--resume continues it", keep=resume)
     print(f"output directory: {out}", flush=True)
-    ws = weight_sharing_search(search_job(cmp, data, encoder, ft), out / "weight_sharing")
-    bo_arch, bo_cost = bo_hyperband_search(cmp, replace(bohb, seed=ft.seeds[0]), task, data, encoder, ft,
-                                           out / "bo_hyperband")
-    heads = [("linear", linear_architecture(task.spec.name, encoder.name, task.spec.label_names)),
-             ("weight_sharing", ws.best),
-             ("bo_hyperband", bo_arch)]
-    results = retrain_heads(heads, RetrainPlan(task, ft, encoder, data), out / "retrain")
-    ws_cost = {"seconds": ws.seconds, "cpu_seconds": ws.cpu_seconds}
-    result = comparison(results, {"weight_sharing": ws_cost, "bo_hyperband": bo_cost}, task.spec.main_metric)
+    arms = search_arms(cmp, bohb, task, data, encoder, ft, out)
+    # every head with the same loop, budget and report seeds (BO-HB's lr variant with its own learning rate)
+    results = retrain_heads(arms.heads, RetrainPlan(task, ft, encoder, data, configs=arms.configs), out / "retrain")
+    result = {**comparison(results, arms.costs, task.spec.main_metric),
+              "protocol": _protocol(cmp, data, task, ft, arms.ws),
+              "random_subnets_inherited": arms.ws.summary["random_subnets"],
+              "search_best_inherited": arms.ws.summary["best"]}
     atomic_write_json(out / "compare.json", result)
-    text = markdown(result, task.spec.name, ft.seeds)
+    text = markdown(result, task.spec.name)
     atomic_write_text(out / "compare.md", text)
     plot(result, out / "compare.png")
     print(text)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -22,6 +22,8 @@ from supernet.cost import model_costs
 from supernet.data import DataConfig, Encoded, TaskData, pad_batch
 from supernet.encoder import EncoderConfig, resolve_model
 from supernet.errors import InputError
+from supernet.frozen import EncoderCache
+from supernet.metrics import compute_metrics
 from supernet.files import atomic_write_json, atomic_write_text, read_json
 from supernet.loop import (EpochBatches, FineTuneConfig, Loop, loss_fn, make_optimizer, resume_progress,
                            steps_per_epoch)
@@ -65,13 +67,18 @@ class HeadsConfig(Config):
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
               cfg: RetrainConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
               eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
-              checkpoint: Path | None = None) -> dict[str, Any]:
-    """Fine-tune encoder + head; dev metrics every ``eval_every`` steps (default: each epoch) and
-    at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to stop early
-    (Hyperband's pruning). With ``checkpoint``, the state is saved there every
+              checkpoint: Path | None = None, caches: tuple[EncoderCache, EncoderCache] | None = None
+              ) -> dict[str, Any]:
+    """Fine-tune encoder + head (the head only with ``cfg.freeze_encoder``, on the ``caches`` of
+    ``train`` and ``dev``, built here if not given); dev metrics every ``eval_every`` steps (default:
+    each epoch) and at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to
+    stop early (Hyperband's pruning). With ``checkpoint``, the state is saved there every
     ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
     device = torch.device(cfg.device)
     model.to(device).train()
+    if cfg.freeze_encoder:
+        model.encoder.requires_grad_(False)
+        caches = caches or frozen_caches(model.encoder, train, dev, pad_id, model.tokens is not None, cfg.device)
     distributed.check_batch(cfg.batch_size)
     trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
     total = cfg.total_steps(len(train))
@@ -80,16 +87,41 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     batches = EpochBatches(train, cfg.batch_size, seed)
 
     def train_step(step: int) -> torch.Tensor:
-        batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(batches(step)), pad_id).items()}
+        rows = distributed.shard(batches(step))
+        labels = torch.from_numpy(train.labels[rows]).to(device)
         with cfg.autocast():
-            return loss_fn(spec, trained(**batch), batch["labels"])
+            if caches:
+                return loss_fn(spec, trained(features=caches[0].features(rows, device)), labels)
+            batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id).items()}
+            return loss_fn(spec, trained(**batch), labels)
+
+    def score(step: int) -> dict[str, float]:
+        return evaluate_cached(model, caches[1], dev, spec) if caches else evaluate(model, dev, spec, pad_id, cfg.device)
 
     loop = Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc, checkpoint=checkpoint,
                 checkpoint_every=cfg.checkpoint_every, checkpoint_at_end=False, log_dir=log_dir,
                 eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
-    progress = loop.run(train_step, progress, lambda step: evaluate(model, dev, spec, pad_id, cfg.device), on_eval)
+    progress = loop.run(train_step, progress, score, on_eval)
     return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
             "steps": total, "seconds": progress.seconds, "cpu_seconds": progress.cpu_seconds}
+
+
+def frozen_caches(encoder, train: Encoded, dev: Encoded, pad_id: int, keep_hidden: bool, device: str
+                  ) -> tuple[EncoderCache, EncoderCache]:
+    """The frozen encoder's outputs on the training and the evaluation rows, computed once."""
+    return (EncoderCache(encoder, train, pad_id, keep_hidden, device),
+            EncoderCache(encoder, dev, pad_id, keep_hidden, device))
+
+
+@torch.no_grad()
+def evaluate_cached(model: FrozenModel, cache: EncoderCache, data: Encoded, spec: TaskSpec) -> dict[str, float]:
+    """``evaluate`` on the frozen encoder's cached outputs."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    outputs = torch.cat([model(features=f).float().cpu() for _, f in cache.batches(device=device)])
+    model.train(was_training)
+    return compute_metrics(spec.metrics, outputs.numpy(), data.labels)
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -174,9 +206,14 @@ class RetrainPlan:
     encoder: EncoderConfig
     data: DataConfig
     inherit: Mapping[str, Any] | None = None
+    caches: tuple[EncoderCache, EncoderCache] | None = None  # frozen encoder: its outputs, shared by every seed
+    configs: Mapping[str, RetrainConfig] = field(default_factory=dict)  # a head's own fine-tuning, if not ``cfg``
+
+    def cfg_for(self, name: str) -> RetrainConfig:
+        return self.configs.get(name, self.cfg)
 
     def settings(self, name: str, arch: Architecture) -> dict[str, Any]:
-        fine_tune = {k: v for k, v in self.cfg.to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        fine_tune = {k: v for k, v in self.cfg_for(name).to_dict().items() if k not in _NOT_RESULT_SETTINGS}
         return {"architecture": {"space": arch.space, "choices": dict(arch.choices)}, "fine_tune": fine_tune,
                 "data": self.data.to_dict(), "encoder": self.encoder.to_dict(),
                 "init": "supernet" if name in (self.inherit or {}) else "pretrained encoder"}
@@ -205,12 +242,12 @@ def check_resume_settings(head_dir: Path, settings: dict[str, Any]) -> None:
 
 
 def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, seed_dir: Path) -> dict[str, Any]:
-    t, cfg = plan.task, plan.cfg
+    t, cfg = plan.task, plan.cfg_for(name)
     torch.manual_seed(seed)  # the head's initial weights
     net = (plan.inherit[name].freeze(arch.choices) if name in (plan.inherit or {})
            else build_model(arch, plan.encoder.load(), t.spec.num_labels))
     r = fine_tune(net, t.spec, t.train, t.dev, t.pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
-                  checkpoint=seed_dir / CHECKPOINT)  # an unfinished seed continues from its checkpoint (resume)
+                  checkpoint=seed_dir / CHECKPOINT, caches=plan.caches)  # an unfinished seed continues (resume)
     if distributed.is_main():
         costs = model_costs(net, t.dev, t.pad_id, cfg.device)
         r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]
@@ -250,6 +287,10 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``, and
     ``results.json`` / ``results.md`` in ``out``."""
     spec, hidden = plan.task.spec, plan.encoder.hidden_size()
+    if plan.cfg.freeze_encoder and plan.caches is None:  # the encoder's outputs once, for every head and seed
+        tokens = any(a.search_space.uses_tokens(a.choices) for _, a in heads)
+        plan = replace(plan, caches=frozen_caches(plan.encoder.load(), plan.task.train, plan.task.dev,
+                                                  plan.task.pad_id, tokens, plan.cfg.device))
     results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": plan.encoder.name,
                                "num_hidden_layers": plan.encoder.num_hidden_layers, "config": plan.cfg.to_dict(),
                                "heads": {}}
@@ -292,7 +333,6 @@ def run_retrain(architecture: str, heads_cfg: HeadsConfig, task: str | None, mak
     """``python -m retrain``: retrain ``architecture`` (and the linear baseline) for every seed, on
     ``make_data(task)`` (the task given, else the architecture record's)."""
     import time
-    from dataclasses import replace
 
     from supernet.data import load_task
     from supernet.encoder import load_tokenizer

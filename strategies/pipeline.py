@@ -145,6 +145,8 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
     check_strategy_space(search, space)
     torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
     supernet = HeadSupernet(encoder, space, task.spec.num_labels)  # a non-BERT layout fails here, before the claim
+    if train_cfg.freeze_encoder:
+        supernet.encoder.requires_grad_(False)
     return _Prepared(task, supernet)
 
 
@@ -152,9 +154,10 @@ def _train(job: SearchJob, p: _Prepared, run_dir: Path, resume: bool) -> dict[st
     t = p.task
     if job.search.spec.kind == "one-shot":
         from .oneshot_train import train_oneshot
-        return train_oneshot(job.search.strategy, p.supernet, t.spec, t.train, t.dev, t.pad_id, job.train,
+        return train_oneshot(job.search.strategy, p.supernet, t.spec, t.fit, t.val, t.pad_id, job.train,
                              job.oneshot, run_dir, resume)
-    return train_supernet(p.supernet, t.spec, t.train, t.dev, t.pad_id, job.train, run_dir, resume=resume)
+    # the search never reads the report split (dev): it trains on ``fit`` and selects on ``val``
+    return train_supernet(p.supernet, t.spec, t.fit, t.val, t.pad_id, job.train, run_dir, resume=resume)
 
 
 def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False, overwrite: bool = False
@@ -190,7 +193,7 @@ def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False
 def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path, clock: dict) -> SearchResult:
     search, spec, space, t = job.search, p.task.spec, p.supernet.space, p.task
     state_path = run_dir / SEARCH_STATE
-    write_search_state(state_path, p.supernet, spec.metrics, t.dev, t.train.head(search.calib_samples), t.pad_id,
+    write_search_state(state_path, p.supernet, spec.metrics, t.val, t.fit.head(search.calib_samples), t.pad_id,
                        job.train.device, search.objective)
     clock["features"] = (time.time(), time.process_time())
     if search.multi_trial:
@@ -225,7 +228,7 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
 
 def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> dict[str, Any]:
     search, spec, space, supernet = job.search, p.task.spec, p.supernet.space, p.supernet
-    dev, pad_id = p.task.dev, p.task.pad_id
+    dev, pad_id = p.task.val, p.task.pad_id  # latency measured on the selection split's rows
     random_scores = report.random_subnets(scorer, search.random_baseline, search.seed)
     report.plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png",
                            "trial" if search.multi_trial else "training step (architecture exported at that step)")
@@ -238,6 +241,7 @@ def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> d
         "task": spec.name, "space": space.name, "space_size": space.size(),
         "encoder": job.encoder.name, "num_hidden_layers": job.encoder.num_hidden_layers,
         "metric": spec.main_metric, "trials": len(trials) if search.multi_trial else 0,
+        "selection_split": _selection_split(job.data, p.task), "selection_seed": search.seed,
         "webui": search.webui and bool(search.multi_trial),
         "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
         "top_k": [dict(a.metrics) for a in top],
@@ -257,6 +261,14 @@ def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> d
         summary["architecture_probabilities"] = stats["probabilities"]
         summary["export_trajectory"] = [{"step": t["step"], "score": t["score"]} for t in trials]
     return summary
+
+
+def _selection_split(data: DataConfig, task: TaskData) -> str:
+    """Where the search's scores come from (never the report split)."""
+    if data.val_file:
+        return f"--val-file {data.val_file} ({len(task.val)} rows)"
+    return (f"validation: {len(task.val)} of {len(task.train)} training rows ({data.val_fraction:g}, stratified, "
+            f"fixed seed); supernet trained on the other {len(task.fit)}")
 
 
 def _stage_costs(stats: dict, clock: dict) -> dict[str, dict[str, float]]:

@@ -105,7 +105,10 @@ def _from_v1(d: dict[str, Any]) -> dict[str, Any]:
     return {**d, "space": space, "schema_version": SCHEMA_VERSION, "labels": None}
 
 
-def linear_architecture(task: str, encoder: str, labels: tuple[str, ...] | None = None) -> Architecture:
-    """The standard baseline head (``LINEAR_HEAD``) as a record of the ``paper`` space."""
-    return Architecture("paper", get_space("paper").canonical(LINEAR_HEAD), encoder=encoder, task=task,
-                        labels=labels)
+def linear_architecture(task: str, encoder: str, labels: tuple[str, ...] | None = None,
+                        pool: str = LINEAR_HEAD["pool"]) -> Architecture:
+    """The standard baseline head (``LINEAR_HEAD``: one linear layer on the pooler's [CLS]) as a record
+    of the ``paper`` space; ``pool="mean"`` gives the sentence-transformers convention instead."""
+    space = get_space("paper")
+    return Architecture("paper", space.canonical({**space.reference(), **LINEAR_HEAD, "pool": pool}), encoder=encoder,
+                        task=task, labels=labels)

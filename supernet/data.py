@@ -59,6 +59,12 @@ class DataConfig(Config):
     max_length: int = arg(128, "tokens per example")
     max_train_samples: int | None = arg(None, "use only the first N training rows")
     max_eval_samples: int | None = arg(None, "use only the first N dev rows")
+    val_fraction: float = arg(0.1, "share of the training rows held out, stratified with a fixed seed, as the "
+                                   "selection split: searches and BO-HB trials score on it; the dev set is kept for "
+                                   "the final report")
+    val_file: str | None = arg(None, "a selection split of your own (CSV/TSV/JSONL) instead of carving one from train")
+    test_file: str | None = arg(None, "report on this file instead of the dev split (same columns as the training "
+                                      "data, or a GLUE TSV of the task's layout)")
 
     def __post_init__(self):
         if (self.train_file is None) != (self.dev_file is None):
@@ -73,6 +79,8 @@ class DataConfig(Config):
                             ("--max-eval-samples", self.max_eval_samples)):
             if value is not None and value < 1:
                 raise InputError(f"{flag} must be >= 1, got {value}")
+        if not 0.0 < self.val_fraction <= 0.5:
+            raise InputError(f"--val-fraction must be in (0, 0.5], got {self.val_fraction}")
 
     @property
     def resolved_glue_dir(self) -> str | None:
@@ -358,20 +366,62 @@ def iterate(data: Encoded, batch_size: int, pad_id: int, shuffle: bool = False, 
         yield pad_batch(data, index, pad_id)
 
 
+VAL_SEED = 0  # the selection split is the same whatever the run's seeds
+
+
 @dataclass(frozen=True)
 class TaskData:
-    """A task's splits, tokenised: what every training command works on."""
+    """A task's splits, tokenised, in their three roles: ``fit`` + ``val`` (= ``train``) for
+    searching and selecting, ``train`` for retraining what was selected, ``dev`` (the official dev
+    set, or ``--test-file``) for the final report only."""
 
     spec: TaskSpec
     train: Encoded
+    fit: Encoded
+    val: Encoded
     dev: Encoded
     pad_id: int
 
 
+def carve_validation(labels: np.ndarray, fraction: float, regression: bool, seed: int = VAL_SEED
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(fit rows, val rows) of a training split: ``fraction`` of each class (of each decile of the
+    score, for regression) goes to validation, by a fixed seed. Sorted, disjoint, covering all rows."""
+    rng = np.random.default_rng(seed)
+    if regression:
+        edges = np.quantile(labels, np.linspace(0, 1, 11)[1:-1])
+        groups = np.searchsorted(edges, labels, side="right")
+    else:
+        groups = labels
+    values, counts = np.unique(groups, return_counts=True)
+    total = max(1, int(round(fraction * len(labels))))
+    # each group's share, whole rows by the largest remainders, so that the total is ``total``
+    quota = fraction * counts * total / max(fraction * len(labels), 1e-12)
+    take = np.floor(quota).astype(int)
+    take[np.argsort(-(quota - take), kind="stable")[:total - take.sum()]] += 1
+    val = np.sort(np.concatenate([rng.permutation(np.flatnonzero(groups == g))[:k] for g, k in zip(values, take)]))
+    if len(val) == 0 or len(val) == len(labels):
+        raise InputError(f"--val-fraction {fraction} of {len(labels)} training rows leaves no validation or no "
+                         "training rows; give more rows or another --val-fraction")
+    return np.setdiff1d(np.arange(len(labels)), val), val
+
+
+def _extra_split(path: str, spec: TaskSpec, cfg: DataConfig) -> TextSplit:
+    """A --val-file / --test-file: a user table, or a GLUE TSV of the task's layout."""
+    if cfg.train_file is None and Path(path).suffix.lower() == ".tsv":
+        return read_glue_tsv(Path(path), spec)
+    return read_table(Path(path), spec)
+
+
 def load_task(cfg: DataConfig, tokenizer) -> TaskData:
-    """Load, check and tokenise ``cfg``'s train and (first) dev split."""
+    """Load, check and tokenise ``cfg``'s splits in their three roles (see ``TaskData``)."""
     spec, splits = load_splits(cfg)
     dev_split = spec.dev_splits[0] if cfg.train_file is None else "validation"
-    train = encode(splits[TRAIN], tokenizer, cfg.max_length, cfg.cache_dir)
-    dev = encode(splits[dev_split], tokenizer, cfg.max_length, cfg.cache_dir)
-    return TaskData(spec, train, dev, tokenizer.pad_token_id or 0)
+    tok = lambda split: encode(split, tokenizer, cfg.max_length, cfg.cache_dir)
+    train = tok(splits[TRAIN])
+    dev = tok(_extra_split(cfg.test_file, spec, cfg).head(cfg.max_eval_samples) if cfg.test_file
+              else splits[dev_split])
+    if cfg.val_file:
+        return TaskData(spec, train, train, tok(_extra_split(cfg.val_file, spec, cfg)), dev, tokenizer.pad_token_id or 0)
+    fit, val = carve_validation(train.labels, cfg.val_fraction, spec.is_regression)
+    return TaskData(spec, train, train.subset(fit), train.subset(val), dev, tokenizer.pad_token_id or 0)

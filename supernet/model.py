@@ -157,9 +157,17 @@ class FrozenModel(nn.Module):
         self.encoder, self.pooling, self.head, self.tokens = encoder, Pooling(pooling), head, tokens
         self.interface: TextInterface | None = None
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, **_ignored) -> torch.Tensor:
-        hidden, pooler_output = encoder_outputs(
-            self.encoder, {"input_ids": input_ids, "attention_mask": attention_mask, "token_type_ids": token_type_ids})
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, features: Features | None = None,
+                **_ignored) -> torch.Tensor:
+        """Logits of a batch of token ids, or of the cached encoder ``features`` of one (frozen encoder)."""
+        if features is not None:
+            if self.pooling.name == "pooler" or self.tokens is None:
+                return self.head(features.pooled[self.pooling.name])
+            hidden, attention_mask, pooler_output = features.hidden, features.mask, None
+        else:
+            hidden, pooler_output = encoder_outputs(self.encoder, {"input_ids": input_ids,
+                                                                   "attention_mask": attention_mask,
+                                                                   "token_type_ids": token_type_ids})
         if self.tokens is not None:
             hidden = self.tokens(hidden, attention_mask)                     # (B, T, W)
         return self.head(self.pooling(hidden, attention_mask, pooler_output))

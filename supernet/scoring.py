@@ -128,6 +128,7 @@ class CandidateScorer:
             self.supernet = _rebuild_supernet(state)
             self.head = self.supernet.head  # the same weights, loaded once
         self._cache: OrderedDict = OrderedDict()
+        self.recalibrate = True  # per-candidate batch-norm statistics (off only to measure what they buy)
 
     @classmethod
     def from_file(cls, path: str | Path) -> "CandidateScorer":
@@ -186,7 +187,7 @@ class CandidateScorer:
         mlp, tokens = self.head.freeze(choices).eval(), self.head.freeze_tokens(choices)
         run = tokens.eval() if tokens is not None else None
         inputs = lambda split: head_input(self.features(choices, split), choices, self.space, run)
-        if any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules()):
+        if self.recalibrate and any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules()):
             self._recalibrate(mlp, inputs("calib"))
         outputs = mlp(inputs("dev")).numpy()
         scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, [mlp, tokens])}

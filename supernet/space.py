@@ -229,6 +229,39 @@ class SearchSpace:
         """Uniform over labels (SPOS's uniform path sampling)."""
         return {k: rng.choice(v) for k, v in self.labels().items()}
 
+    def largest(self, rng: random.Random) -> dict[str, Any]:
+        """A sample at the space's largest size (the sandwich rule's biggest subnet): deepest, widest,
+        the biggest token block; choices that set no size (activation, dropout, ...) drawn uniformly."""
+        out = self.sample(rng)
+        out["depth"] = self.max_depth
+        out.update({layer_label("width", i): self.max_width for i in range(self.max_depth)})
+        if self.has_tokens:
+            kinds = [k for k in self.tok_kind if k != "none"] or list(self.tok_kind)
+            out.update(tok_kind=rng.choice(kinds), tok_layers=max(self.tok_layers), tok_width=max(self.tok_width),
+                       tok_kernel=max(self.tok_kernel), tok_heads=max(self.tok_heads))
+            out["pool"] = rng.choice([p for p in self.pool if p != "pooler"] or list(self.pool))
+        return out
+
+    def smallest(self, rng: random.Random) -> dict[str, Any]:
+        """A sample at the space's smallest size: no hidden layer, no token block."""
+        out = {**self.sample(rng), "depth": min(self.depth)}
+        if self.has_tokens:
+            out["tok_kind"] = "none" if "none" in self.tok_kind else self.tok_kind[0]
+        return out
+
+    def fair_samples(self, rng: random.Random, n: int) -> list[dict[str, Any]]:
+        """``n`` samples in which every label's candidates are used as evenly as ``n`` allows (FairNAS's
+        strict fairness when ``n`` is at least the largest label's number of candidates): per label, a
+        fresh random order of its candidates is dealt round-robin to the samples."""
+        out: list[dict[str, Any]] = [{} for _ in range(n)]
+        for label, values in self.labels().items():
+            deck: list = []
+            for sample in out:
+                if not deck:
+                    deck = rng.sample(list(values), len(values))
+                sample[label] = deck.pop()
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+import torch.nn.functional as F
 
 from . import distributed
 from .config import arg
@@ -20,12 +21,14 @@ from .data import Encoded, pad_batch
 from .encoder import EncoderConfig
 from .errors import InputError
 from .loop import EpochBatches, FineTuneConfig, Loop, load_checkpoint, loss_fn, make_optimizer, resume_progress
-from .model import HeadSupernet
+from .frozen import EncoderCache
+from .model import Features, HeadSupernet
 from .scoring import score_probes
-from .space import SearchSpace, bind_space, check_space_name
+from .space import SearchSpace, bind_space, check_space_name, names_backbone_choices
 from .tasks import TaskSpec
 
 CHECKPOINT = "checkpoint.pt"
+SAMPLINGS = ("uniform", "sandwich", "fair")
 RUN_CONFIG = "run_config.json"
 
 
@@ -41,6 +44,11 @@ class TrainConfig(FineTuneConfig):
                                       "pretrained encoder (all attention, all FFNs), as the sandwich rule trains "
                                       "the largest subnet; 0: uniform only", metavar="N")
     seed: int = arg(0, "seed of the supernet's initial head weights, batch order and sampled heads")
+    sampling: str = arg("uniform", "which heads a step trains: uniform (SPOS); sandwich (the largest and the "
+                                   "smallest head, then uniform ones); fair (every label's candidates dealt evenly "
+                                   "over the step's heads, FairNAS)", choices=SAMPLINGS)
+    distill: bool = arg(False, "in-place distillation: with --sampling sandwich the other heads learn the largest "
+                               "head's (detached) predictions instead of the labels (BigNAS / once-for-all)")
     eval_every: int = arg(50, "steps between probe-subnet dev scores")
     num_probes: int = arg(3, "fixed subnets whose dev score is logged during training", cli=False)
 
@@ -51,6 +59,13 @@ class TrainConfig(FineTuneConfig):
             raise InputError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
         if self.full_backbone_every < 0:
             raise InputError(f"--full-backbone-every must be >= 0, got {self.full_backbone_every}")
+        if self.freeze_encoder and names_backbone_choices(self.space):
+            raise InputError(f"--freeze-encoder keeps the pretrained encoder, and --space {self.space} searches its "
+                             "layers; use a head space (paper, small, tiny) or drop --freeze-encoder")
+        if self.distill and self.sampling != "sandwich":
+            raise InputError("--distill learns from the largest head, which only --sampling sandwich trains every step")
+        if self.sampling == "sandwich" and self.heads_per_step < 2:
+            raise InputError("--sampling sandwich trains the largest and the smallest head: --heads-per-step >= 2")
         if self.eval_every < 1:
             raise InputError(f"--eval-every must be >= 1, got {self.eval_every}")
 
@@ -60,12 +75,17 @@ def arch_rng(seed: int, step: int) -> random.Random:
     return random.Random(seed * 1_000_003 + step)
 
 
-def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_backbone: bool = False
-                       ) -> list[dict[str, Any]]:
-    """The ``n`` candidates trained on one batch. In a backbone space they share the first one's
-    encoder choices (one encoder forward per step serves all of them), or with ``full_backbone``
-    the full pretrained encoder's."""
-    archs = [space.sample(rng) for _ in range(n)]
+def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_backbone: bool = False,
+                       sampling: str = "uniform") -> list[dict[str, Any]]:
+    """The ``n`` candidates trained on one batch (``sampling``: see ``TrainConfig``; sandwich puts the
+    largest first). In a backbone space they share the first one's encoder choices (one encoder
+    forward per step serves all of them), or with ``full_backbone`` the full pretrained encoder's."""
+    if sampling == "sandwich":
+        archs = [space.largest(rng), space.smallest(rng), *(space.sample(rng) for _ in range(n - 2))]
+    elif sampling == "fair":
+        archs = space.fair_samples(rng, n)
+    else:
+        archs = [space.sample(rng) for _ in range(n)]
     source = space.reference() if full_backbone else archs[0]
     shared = {k: source[k] for k in space.backbone_choices(source) if k in source}
     return [{**a, **shared} for a in archs]
@@ -88,16 +108,30 @@ class StepLoss(torch.nn.Module):
     forward, pooled the ways the sampled heads need (a head with a token block runs it on the hidden
     states), and the mean of their losses."""
 
-    def __init__(self, supernet: HeadSupernet, spec: TaskSpec):
+    def __init__(self, supernet: HeadSupernet, spec: TaskSpec, distill: bool = False):
         super().__init__()
-        self.supernet, self.spec = supernet, spec
+        self.supernet, self.spec, self.distill = supernet, spec, distill
 
-    def forward(self, batch: Mapping[str, torch.Tensor], archs: list[dict[str, Any]]) -> torch.Tensor:
+    def forward(self, batch: Mapping[str, torch.Tensor], archs: list[dict[str, Any]],
+                features: Features | None = None) -> torch.Tensor:
         # in sample order, not a set's: the graph's order fixes the float summation order of the
         # encoder's gradients, and a set's order changes with each process's string hash seed
-        features = self.supernet.features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
-        loss = sum(loss_fn(self.spec, self.supernet.head(features, a), batch["labels"]) for a in archs)
-        return loss / len(archs)
+        if features is None:  # (given: the frozen encoder's cached outputs)
+            features = self.supernet.features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
+        outputs = [self.supernet.head(features, a) for a in archs]
+        if not self.distill:
+            return sum(loss_fn(self.spec, out, batch["labels"]) for out in outputs) / len(archs)
+        teacher = outputs[0].detach().float()  # the largest head (sandwich order) teaches the others
+        return (loss_fn(self.spec, outputs[0], batch["labels"])
+                + sum(distill_loss(self.spec, out, teacher) for out in outputs[1:])) / len(archs)
+
+
+def distill_loss(spec: TaskSpec, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """In-place distillation: the student matches the teacher's predicted distribution (its score, for regression)."""
+    if spec.is_regression:
+        return F.mse_loss(student.squeeze(-1).float(), teacher.squeeze(-1))
+    return F.kl_div(F.log_softmax(student.float(), -1), F.log_softmax(teacher, -1), log_target=True,
+                    reduction="batchmean")
 
 
 def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
@@ -105,8 +139,12 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
     device = torch.device(cfg.device)
     supernet.to(device).train()
+    cache = None
+    if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
+        supernet.encoder.requires_grad_(False)
+        cache = EncoderCache(supernet.encoder, train, pad_id, supernet.space.has_tokens, cfg.device)
     distributed.check_batch(cfg.batch_size)
-    model = distributed.wrap(StepLoss(supernet, spec))  # itself when not under torchrun
+    model = distributed.wrap(StepLoss(supernet, spec, cfg.distill))  # itself when not under torchrun
     total = cfg.total_steps(len(train))
     optimizer, scheduler = make_optimizer(supernet, cfg, total)
     ckpt = run_dir / CHECKPOINT
@@ -119,9 +157,15 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     batches = EpochBatches(train, cfg.batch_size, cfg.seed)
 
     def train_step(step: int) -> torch.Tensor:
-        batch = {k: v.to(device) for k, v in pad_batch(train, distributed.shard(batches(step)), pad_id).items()}
+        rows = distributed.shard(batches(step))
         rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
-        archs = step_architectures(supernet.space, rng, cfg.heads_per_step, is_full_backbone_step(cfg, step))
+        archs = step_architectures(supernet.space, rng, cfg.heads_per_step, is_full_backbone_step(cfg, step),
+                                   cfg.sampling)
+        if cache is not None:
+            batch = {"labels": torch.from_numpy(train.labels[rows]).to(device)}
+            with cfg.autocast():
+                return model(batch, archs, cache.features(rows, device))
+        batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id).items()}
         with cfg.autocast():
             return model(batch, archs)
 

@@ -1,0 +1,215 @@
+"""Ranking quality: does the supernet rank heads the way stand-alone training ranks them?
+
+For one task and regime (full fine-tuning, small data, frozen encoder):
+1. ``--heads`` heads are drawn from the space, stratified over pooling x depth (every combination in
+   turn, the other choices uniform), plus the linear head on the pooler.
+2. Stand-alone: each head is trained with the retrain loop and budget on the training rows minus the
+   validation split, for every ``--seeds``, and scored on the validation split.
+3. For each supernet variant (the remedies: sandwich rule, in-place distillation, fair sampling, a
+   longer budget, another head learning rate, with and without batch-norm recalibration), one
+   supernet is trained on the same rows and every head is scored with inherited weights on the same
+   validation split, exactly as the search scores candidates.
+4. Kendall's tau and Spearman's rho between inherited and stand-alone scores (95% bootstrap CIs over
+   heads), top-5 overlap, the spread between heads (std of stand-alone means) and the seed noise (mean
+   std across seeds): tau means something only where heads differ by more than seeds do.
+
+Writes ``ranking.json`` (every score, every variant, the command) and one scatter PNG per variant.
+Resumable: finished stand-alone seeds and finished supernets are kept.
+
+    python bench/ranking.py --task mrpc --regime frozen --out bench/results/ranking-mrpc-frozen
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from retrain.run import RetrainConfig, RetrainPlan, retrain_heads  # noqa: E402
+from strategies.config import SearchConfig  # noqa: E402
+from strategies.pipeline import SearchJob, run_search  # noqa: E402
+from supernet.arch import Architecture  # noqa: E402
+from supernet.data import DataConfig, TaskData, load_task  # noqa: E402
+from supernet.encoder import EncoderConfig, load_tokenizer  # noqa: E402
+from supernet.files import atomic_write_json  # noqa: E402
+from supernet.scoring import SEARCH_STATE, CandidateScorer  # noqa: E402
+from supernet.space import get_space  # noqa: E402
+from supernet.train import TrainConfig  # noqa: E402
+
+# variant -> (supernet training overrides, batch-norm recalibration when scoring)
+VARIANTS = {
+    "base": ({}, True),
+    "no_recalibration": ({}, False),
+    "sandwich": ({"sampling": "sandwich"}, True),
+    "sandwich_distill": ({"sampling": "sandwich", "distill": True}, True),
+    "fair": ({"sampling": "fair", "heads_per_step": 7}, True),
+    "long": ({"epochs_factor": 3.0}, True),
+    "head_lr_3e-4": ({"lr_head": 3e-4}, True),
+}
+SUPERNET_OF = {"no_recalibration": "base"}  # variants scored on another variant's supernet
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="mrpc")
+    p.add_argument("--glue-dir", default=None, help="default: $GLUE_DIR")
+    p.add_argument("--regime", choices=("full", "small", "frozen"), default="frozen")
+    p.add_argument("--small-rows", type=int, default=500, help="training rows of the small-data regime")
+    p.add_argument("--space", default="paper")
+    p.add_argument("--model", default=None)
+    p.add_argument("--num-hidden-layers", type=int, default=None)
+    p.add_argument("--heads", type=int, default=24, help="heads drawn from the space (plus the linear head)")
+    p.add_argument("--seeds", default="1,2", help="stand-alone training seeds")
+    p.add_argument("--selection-seed", type=int, default=0, help="seed of the supernets")
+    p.add_argument("--epochs", type=float, default=3.0, help="the training budget, stand-alone and supernet")
+    p.add_argument("--lr-encoder", type=float, default=5e-5)
+    p.add_argument("--lr-head", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=128)
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"of {list(VARIANTS)}")
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.add_argument("--out", required=True)
+    return p.parse_args(argv)
+
+
+def stratified_heads(space_name: str, n: int, seed: int = 12345) -> list[dict]:
+    """``n`` distinct canonical heads cycling over pooling x depth; other choices uniform."""
+    space, rng = get_space(space_name), random.Random(seed)
+    cells = [(p, d) for d in space.depth for p in space.pool]
+    out, keys = [], set()
+    while len(out) < n:
+        pool, depth = cells[len(out) % len(cells)]
+        arch = space.canonical({**space.sample(rng), "pool": pool, "depth": depth})
+        key = tuple(sorted(arch.items()))
+        if key not in keys:
+            keys.add(key)
+            out.append(arch)
+    return out
+
+
+def standalone(args, task: TaskData, data: DataConfig, encoder: EncoderConfig, cfg: RetrainConfig,
+               heads: list[tuple[str, Architecture]], out: Path) -> dict[str, dict[str, float]]:
+    """Per head, per seed: the main metric on the validation split after training on the rest."""
+    selection = TaskData(task.spec, task.fit, task.fit, task.val, task.val, task.pad_id)  # report = val here
+    results = retrain_heads(heads, RetrainPlan(selection, cfg, encoder, data), out / "standalone")
+    m = task.spec.main_metric
+    return {name: {s: r["metrics"][m] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
+
+
+def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out: Path) -> dict[str, float]:
+    overrides, recalibrate = VARIANTS[variant]
+    overrides = dict(overrides)
+    epochs = cfg.epochs * overrides.pop("epochs_factor", 1.0)
+    train = TrainConfig(space=args.space, epochs=epochs, batch_size=cfg.batch_size, lr_encoder=cfg.lr_encoder,
+                        lr_head=cfg.lr_head, freeze_encoder=cfg.freeze_encoder, seed=args.selection_seed,
+                        **overrides)
+    job = SearchJob(encoder=encoder, data=data, train=train,
+                    search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False,
+                                        seed=args.selection_seed))
+    run = out / f"supernet-{SUPERNET_OF.get(variant, variant)}"
+    if not (run / "search_summary.json").is_file():
+        run_search(job, run, resume=(run / "run_config.json").is_file())
+    scorer = CandidateScorer.from_file(run / SEARCH_STATE)
+    scorer.recalibrate = recalibrate
+    return {name: scorer.score(a.choices)[scorer.main_metric] for name, a in heads}
+
+
+def _bootstrap(x: np.ndarray, y: np.ndarray, fn, n: int, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    stats_ = []
+    for _ in range(n):
+        idx = rng.integers(0, len(x), len(x))
+        value = fn(x[idx], y[idx])
+        if np.isfinite(value):
+            stats_.append(value)
+    if not stats_:  # every resample tied: no rank correlation is defined
+        return [float("nan"), float("nan")]
+    return [float(np.percentile(stats_, 2.5)), float(np.percentile(stats_, 97.5))]
+
+
+def ranking_stats(inh: dict[str, float], alone: dict[str, dict[str, float]], n_boot: int) -> dict:
+    from scipy import stats
+    names = sorted(alone)
+    x = np.array([inh[n] for n in names])
+    means = np.array([statistics.mean(alone[n].values()) for n in names])
+    tau = lambda a, b: stats.kendalltau(a, b).statistic
+    rho = lambda a, b: stats.spearmanr(a, b).statistic
+    top = lambda v: set(np.argsort(-v, kind="stable")[:5])
+    return {"kendall_tau": float(tau(x, means)), "kendall_tau_ci95": _bootstrap(x, means, tau, n_boot),
+            "spearman": float(rho(x, means)), "spearman_ci95": _bootstrap(x, means, rho, n_boot),
+            "top5_overlap": len(top(x) & top(means)) / 5,
+            "head_spread": float(np.std(means, ddof=1)),
+            "seed_noise": float(statistics.mean(statistics.stdev(alone[n].values()) for n in names))
+            if all(len(alone[n]) > 1 for n in names) else None}
+
+
+def scatter(inh: dict[str, float], alone: dict[str, dict[str, float]], metric: str, title: str, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = sorted(alone)
+    means = [statistics.mean(alone[n].values()) for n in names]
+    errs = [statistics.stdev(alone[n].values()) if len(alone[n]) > 1 else 0.0 for n in names]
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    ax.errorbar([inh[n] for n in names], means, yerr=errs, fmt="o", ms=4, alpha=0.7, capsize=2)
+    for n, xv, yv in zip(names, [inh[n] for n in names], means):
+        if n == "linear":
+            ax.annotate("linear", (xv, yv), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    ax.set_xlabel(f"inherited {metric} (supernet weights, validation split)")
+    ax.set_ylabel(f"stand-alone {metric} (mean ± std over seeds)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder = EncoderConfig(args.model, args.num_hidden_layers)
+    data = DataConfig(task=args.task, glue_dir=args.glue_dir, max_length=args.max_length,
+                      max_train_samples=args.small_rows if args.regime == "small" else None)
+    cfg = RetrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
+                        lr_head=args.lr_head, seeds=tuple(int(s) for s in args.seeds.split(",")),
+                        freeze_encoder=args.regime == "frozen")
+    task = load_task(data, load_tokenizer(encoder.model))
+    heads = [(f"h{i:02d}", Architecture(args.space, a, encoder=encoder.name, task=task.spec.name,
+                                        labels=task.spec.label_names))
+             for i, a in enumerate(stratified_heads(args.space, args.heads))]
+    # the linear head as a record of the searched space (on the pooler where the space has it)
+    heads.append(("linear", Architecture(args.space, get_space(args.space).reference(), encoder=encoder.name,
+                                         task=task.spec.name, labels=task.spec.label_names)))
+    t0, cpu0 = time.time(), time.process_time()
+    alone = standalone(args, task, data, encoder, cfg, heads, out)
+    report = {"task": task.spec.name, "regime": args.regime, "metric": task.spec.main_metric, "n_heads": len(heads),
+              "command": "python bench/ranking.py " + " ".join(sys.argv[1:] if argv is None else argv),
+              "budget": cfg.to_dict(), "data": data.to_dict(), "encoder": encoder.to_dict(),
+              "selection_split": f"validation: {len(task.val)} of {len(task.train)} training rows",
+              "heads": {n: {"choices": dict(a.choices), "standalone": alone[n]} for n, a in heads}, "variants": {}}
+    for variant in args.variants.split(","):
+        inh = inherited(args, data, encoder, cfg, variant, heads, out)
+        for n in inh:
+            report["heads"][n].setdefault("inherited", {})[variant] = inh[n]
+        report["variants"][variant] = {"variant": variant, **ranking_stats(inh, alone, args.bootstrap)}
+        scatter(inh, alone, task.spec.main_metric, f"{task.spec.name}, {args.regime}, {variant}: tau "
+                f"{report['variants'][variant]['kendall_tau']:.2f}", out / f"scatter-{variant}.png")
+        print(f"{variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in report["variants"][variant].items()
+                                          if isinstance(v, float)), flush=True)
+        atomic_write_json(out / "ranking.json", {**report, "seconds": time.time() - t0,
+                                                 "cpu_seconds": time.process_time() - cpu0})
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The comparison protocol (issue #18): three roles for the data, distinct seeds, a real BO-HB."""
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from supernet.data import DataConfig, carve_validation, load_task
+from supernet.encoder import load_tokenizer
+
+
+@pytest.mark.parametrize("regression", [False, True])
+def test_validation_is_carved_disjoint_stratified_and_fixed(regression):
+    rng = np.random.default_rng(1)
+    labels = rng.random(1000) * 5 if regression else (rng.random(1000) < 0.3).astype(np.int64)
+    fit, val = carve_validation(labels, 0.1, regression)
+    assert len(np.intersect1d(fit, val)) == 0 and sorted(np.concatenate([fit, val]).tolist()) == list(range(1000))
+    assert len(val) == pytest.approx(100, abs=5)
+    if not regression:  # each class keeps its share
+        assert labels[val].mean() == pytest.approx(labels.mean(), abs=0.02)
+    else:  # each decile of the score keeps its share
+        assert np.quantile(labels[val], 0.5) == pytest.approx(np.quantile(labels, 0.5), abs=0.3)
+    fit2, val2 = carve_validation(labels, 0.1, regression)
+    assert (val == val2).all()  # a fixed seed: the same split in every run, whatever the run's seeds
+
+
+def test_task_data_roles_on_real_mrpc(glue_dir):
+    task = load_task(DataConfig(task="mrpc", glue_dir=str(glue_dir)), load_tokenizer(None))
+    assert len(task.train) == 3668 and len(task.dev) == 408  # the report split is the official dev set
+    assert len(task.fit) + len(task.val) == len(task.train) and len(task.val) == pytest.approx(367, abs=2)
+    fit_rows = {tuple(x) for x in task.fit.input_ids}
+    assert not any(tuple(x) in fit_rows for x in task.val.input_ids[:50])
+
+
+def _write(path, rows):
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["sentence", "label"])
+        w.writerows(rows)
+    return path
+
+
+def _sst2(glue_dir, split, n):
+    with open(glue_dir / "SST-2" / f"{split}.tsv") as f:
+        return [line.rstrip("\n").split("\t") for line in f][1:n + 1]
+
+
+def test_the_search_never_reads_the_report_split(tmp_path, glue_dir):
+    """Corrupting the report split's labels leaves the search's output unchanged, bit for bit."""
+    from supernet.search import main as search_main
+    train = _write(tmp_path / "train.csv", _sst2(glue_dir, "train", 160))
+    dev = _sst2(glue_dir, "dev", 64)
+    outputs = []
+    for name, rows in (("clean", dev), ("corrupt", [(t, str(1 - int(y))) for t, y in dev])):
+        run = tmp_path / name
+        dev_file = _write(tmp_path / f"dev-{name}.csv", rows)
+        assert search_main(["--train-file", str(train), "--dev-file", str(dev_file), "--text-columns", "sentence",
+                            "--num-hidden-layers", "2", "--space", "tiny", "--max-steps", "4", "--batch-size", "16",
+                            "--calib-samples", "16", "--random-baseline", "4", "--trials", "5", "--population", "2",
+                            "--sample-size", "1", "--no-webui", "--output-dir", str(run)]) == 0
+        summary = json.loads((run / "search_summary.json").read_text())
+        outputs.append(((run / "arch_top1.json").read_text(), (run / "trials.jsonl").read_text(), summary["best"],
+                        summary["random_subnets"]))
+    assert outputs[0] == outputs[1]
+
+
+def test_compare_refuses_a_selection_seed_among_the_report_seeds(tmp_path, glue_dir, capsys):
+    from retrain.compare import main as compare_main
+    assert compare_main(["--task", "mrpc", "--glue-dir", str(glue_dir), "--seeds", "0,1,2",
+                         "--output-dir", str(tmp_path / "c")]) == 2
+    assert "--selection-seed 0 is one of the report --seeds [0, 1, 2]" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_bohb_trials_after_the_startup_are_proposed_by_the_model(tmp_path, monkeypatch):
+    """After ``startup`` finished trials TPE samples from its model: its random sampler is no longer
+    called, and each trial's ``proposed_by`` says which it was."""
+    import optuna
+    from retrain.bohb import BOHBConfig, make_study, suggest_choices
+    from supernet.space import get_space
+    space = get_space("tiny")
+    study = make_study(BOHBConfig(trials=12, startup=4, seed=0), tmp_path)
+    random_calls: list[int] = []
+    real = optuna.samplers.RandomSampler.sample_independent
+
+    def counting(self, study_, trial, name, dist):
+        random_calls.append(trial.number)
+        return real(self, study_, trial, name, dist)
+    monkeypatch.setattr(optuna.samplers.RandomSampler, "sample_independent", counting)
+
+    def objective(trial):
+        choices = suggest_choices(trial, space)
+        for rung in (1, 2, 3):
+            trial.report(float(choices["depth"] == 2) + 0.1 * rung, rung)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return float(choices["depth"] == 2)
+    study.optimize(objective, n_trials=12)
+    assert set(random_calls) == {0, 1, 2, 3}  # the start-up trials only
+    assert sum(t.state.name == "PRUNED" for t in study.trials) >= 1  # successive halving prunes
+    depth2 = [t.params["depth"] == 2 for t in study.trials[4:]]
+    assert sum(depth2) >= 5  # and the model learned where the reward is (random: 1/3 of 8)
+
+
+def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
+    """A whole (tiny) comparison: every arm, the protocol recorded, selection and report seeds apart."""
+    from retrain.compare import main as compare_main
+    out = tmp_path / "cmp"
+    assert compare_main(["--task", "mrpc", "--glue-dir", str(glue_dir), "--num-hidden-layers", "2", "--space", "tiny",
+                         "--max-train-samples", "96", "--max-eval-samples", "32", "--batch-size", "16", "--epochs", "1",
+                         "--seeds", "1,2", "--search-trials", "4", "--bohb-trials", "3", "--bohb-startup", "1",
+                         "--freeze-encoder", "--output-dir", str(out)]) == 0
+    cmp = json.loads((out / "compare.json").read_text())
+    assert list(cmp["rows"]) == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head"]
+    p = cmp["protocol"]
+    assert p["selection_seed"] == 0 and p["report_seeds"] == [1, 2] and p["regime"] == "frozen encoder"
+    assert "validation" in p["selection_split"] and "official dev set (32 rows)" == p["report_split"]
+    assert all(set(r["per_seed"]) == {"1", "2"} for r in cmp["rows"].values())
+    bo = json.loads((out / "bo_hyperband" / "trials.json").read_text())
+    assert [t["proposed_by"] for t in bo["trials"]] == ["random", "model", "model"]
+    ws = json.loads((out / "weight_sharing" / "run_config.json").read_text())
+    assert ws["train"]["seed"] == 0 and ws["search"]["seed"] == 0 and ws["train"]["freeze_encoder"]
+    base = cmp["rows"][cmp["baseline"]]["per_seed"]
+    for name, row in cmp["rows"].items():  # paired differences are per seed against the stronger linear head
+        if row["vs_linear"] is not None:
+            assert row["vs_linear"]["mean"] == pytest.approx(np.mean([row["per_seed"][s] - base[s] for s in base]))

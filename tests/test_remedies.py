@@ -1,0 +1,78 @@
+"""The supernet-training remedies of the ranking study: sandwich rule, fair sampling, in-place distillation,
+and the frozen-encoder regime."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+import pytest
+import torch
+
+from supernet.space import get_space
+from supernet.train import TrainConfig, distill_loss, step_architectures
+from supernet.tasks import get_task
+
+SPACE = get_space("paper")
+
+
+def test_sandwich_trains_the_largest_and_the_smallest_head_first():
+    for seed in range(5):
+        archs = step_architectures(SPACE, random.Random(seed), 4, sampling="sandwich")
+        big, small = archs[0], archs[1]
+        assert big["depth"] == 4 and all(big[f"width_{i}"] == 1024 for i in range(4))
+        assert big["tok_kind"] in ("conv", "attention") and big["tok_layers"] == 3 and big["pool"] != "pooler"
+        assert small["depth"] == 0 and small["tok_kind"] == "none"
+        assert all(SPACE.validate(a) for a in archs)
+
+
+def test_fair_sampling_deals_every_candidate_evenly():
+    archs = step_architectures(SPACE, random.Random(0), 7, sampling="fair")
+    assert Counter(a["width_0"] for a in archs) == Counter(SPACE.width)  # 7 widths over 7 heads: once each
+    pools = Counter(a["pool"] for a in archs)
+    assert max(pools.values()) - min(pools.values()) <= 1 and set(pools) == set(SPACE.pool)
+
+
+def test_distillation_loss_is_zero_at_the_teacher_and_positive_elsewhere():
+    teacher = torch.randn(8, 3)
+    assert distill_loss(get_task("mnli"), teacher.clone(), teacher).item() == pytest.approx(0.0, abs=1e-6)
+    assert distill_loss(get_task("mnli"), torch.randn(8, 3), teacher).item() > 0.01
+    assert distill_loss(get_task("stsb"), teacher[:, :1] + 1, teacher[:, :1]).item() == pytest.approx(1.0)
+
+
+def test_remedy_flags_are_checked():
+    with pytest.raises(ValueError, match="--distill learns from the largest head"):
+        TrainConfig(distill=True)
+    with pytest.raises(ValueError, match="--freeze-encoder keeps the pretrained encoder"):
+        TrainConfig(space="small+ffn", freeze_encoder=True)
+
+
+def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncached_heads(tiny_encoder, tmp_path):
+    """--freeze-encoder: the encoder's weights do not move, and a head trained on cached encoder outputs
+    computes the same logits as the plain model on token ids."""
+    from conftest import make_batch
+    from retrain.run import RetrainConfig, fine_tune
+    from supernet.arch import Architecture
+    from supernet.data import Encoded
+    from supernet.frozen import EncoderCache
+    from supernet.model import build_model
+    space = get_space("tiny")
+    arch = Architecture("tiny", space.canonical({**space.sample(random.Random(3)), "pool": "mean",
+                                                 "tok_kind": "conv", "tok_layers": 1}), task="mrpc")
+    model = build_model(arch, tiny_encoder, 2)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    rng = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1000, 2000, (int(n),), generator=rng).numpy() for n in torch.randint(4, 12, (48,))]
+    data = Encoded(rows, [r * 0 for r in rows], (torch.arange(48) % 2).numpy())
+    cfg = RetrainConfig(max_steps=6, batch_size=8, seeds=(1,), freeze_encoder=True, lr_head=1e-2)
+    head_before = [p.clone() for p in model.head.parameters()]
+    r = fine_tune(model, get_task("mrpc"), data, data, 0, cfg, 1, None)
+    assert all(torch.equal(before[k], v) for k, v in model.encoder.state_dict().items())
+    assert any(not torch.equal(a, b) for a, b in zip(head_before, model.head.parameters()))  # the head learned
+    batch = make_batch(batch_size=4, length=9, vocab=900)
+    model.eval()
+    enc = Encoded([batch["input_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
+                  [batch["token_type_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
+                  torch.zeros(4, dtype=torch.long).numpy())
+    cache = EncoderCache(model.encoder, enc, 0, keep_hidden=True)
+    torch.testing.assert_close(model(features=cache.features(range(4))), model(**batch), rtol=1e-5, atol=1e-5)
+    assert r["metrics"] and r["steps"] == 6
