@@ -38,6 +38,7 @@ def parse_args(argv=None):
     p.add_argument("--num-hidden-layers", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--heads-per-step", type=int, default=4)
+    p.add_argument("--space", default="paper", help="the supernet's space (mlp: the MLP-only heads)")
     p.add_argument("--steps", default="8,40", help="N1,N2: the two step counts of the slope")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="cpu")
@@ -68,8 +69,8 @@ def main(argv=None) -> dict:
 
     def supernet(steps: int) -> float:
         torch.manual_seed(0)
-        net = HeadSupernet(load_encoder(args.model, args.num_hidden_layers), get_space("paper"), spec.num_labels)
-        cfg = TrainConfig(max_steps=steps, heads_per_step=args.heads_per_step, eval_every=10**9,
+        net = HeadSupernet(load_encoder(args.model, args.num_hidden_layers), get_space(args.space), spec.num_labels)
+        cfg = TrainConfig(space=args.space, max_steps=steps, heads_per_step=args.heads_per_step, eval_every=10**9,
                           checkpoint_every=10**9, num_probes=1, **common)
         with tempfile.TemporaryDirectory() as d:
             t, c = time.perf_counter(), time.process_time()
@@ -95,7 +96,7 @@ def main(argv=None) -> dict:
                      "cpu": platform.processor(), "date": time.strftime("%Y-%m-%d")}}
     print(f"P2 supernet/plain throughput ratio (median of {args.repeats}): wall {out['ratio_median']:.3f}, "
           f"CPU time {out['cpu_ratio_median']:.3f} "
-          f"(target >= 0.95); {args.heads_per_step} heads per step, batch {args.batch_size}, "
+          f"(target >= 0.95); space {args.space}, {args.heads_per_step} heads per step, batch {args.batch_size}, "
           f"{args.num_hidden_layers or 6}-layer encoder, {args.precision}, {args.device}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2) + "\n")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -30,7 +30,7 @@ from .files import atomic_torch_save
 from .ops import (POOLINGS, HiddenLayer, Mixture, Pooling, SuperHiddenLayer, SuperLinear, create_activation, create_norm,
                   fit_width, mix)
 from .space import SearchSpace, layer_label
-from .tokens import SuperTokenBlocks, TokenBlock, output_width, plain_token_block
+from .tokens import TOKEN_KINDS, SuperTokenBlocks, TokenBlock, output_width, plain_token_block
 
 
 def layer_args(choices: Mapping[str, Any], i: int) -> dict[str, Any]:
@@ -48,6 +48,9 @@ class Features:
     pooled: Mapping[str, torch.Tensor]          # pooling name -> (B, H)
     hidden: torch.Tensor | None = None          # (B, T, H)
     mask: torch.Tensor | None = None            # (B, T)
+    # token-block outputs already computed on these features, by the block's choices: heads of one
+    # step that share a block run it once
+    token_outputs: dict = field(default_factory=dict)
 
 
 class SuperHead(nn.Module):
@@ -89,11 +92,20 @@ class SuperHead(nn.Module):
         kind = choices.get("tok_kind", "none")
         if self.tokens is None or kind == "none":
             return mix(choices["pool"], f.pooled.__getitem__)                  # (B, H)
-        tokens = self.tokens(f.hidden, f.mask, choices)                        # (B, T, W)
+        tokens = self._token_output(f, choices)                                # (B, T, W)
         pool = lambda p: f.pooled[p] if p == "pooler" else POOLINGS[p](tokens, f.mask, None)
         if not isinstance(choices["pool"], Mixture):
             return pool(choices["pool"])
         return mix(choices["pool"], lambda p: fit_width(pool(p), self.in_width))
+
+    def _token_output(self, f: Features, choices: Mapping[str, Any]) -> torch.Tensor:
+        labels = ("tok_kind", *TOKEN_KINDS[choices["tok_kind"]]) if isinstance(choices["tok_kind"], str) else ()
+        if not labels or any(isinstance(choices[k], Mixture) for k in labels):
+            return self.tokens(f.hidden, f.mask, choices)
+        key = tuple(choices[k] for k in labels)
+        if key not in f.token_outputs:
+            f.token_outputs[key] = self.tokens(f.hidden, f.mask, choices)
+        return f.token_outputs[key]
 
     def freeze(self, choices: Mapping[str, Any]) -> nn.Sequential:
         """The plain MLP of ``choices`` (``freeze_tokens``: its token block)."""

@@ -26,6 +26,7 @@ from .model import Features, HeadSupernet
 from .scoring import score_probes
 from .space import SearchSpace, bind_space, check_space_name, names_backbone_choices
 from .tasks import TaskSpec
+from .tokens import TOKEN_LABELS
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLINGS = ("uniform", "sandwich", "fair")
@@ -79,13 +80,18 @@ def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_back
                        sampling: str = "uniform") -> list[dict[str, Any]]:
     """The ``n`` candidates trained on one batch (``sampling``: see ``TrainConfig``; sandwich puts the
     largest first). In a backbone space they share the first one's encoder choices (one encoder
-    forward per step serves all of them), or with ``full_backbone`` the full pretrained encoder's."""
+    forward per step serves all of them), or with ``full_backbone`` the full pretrained encoder's.
+    Uniform heads also share one token block (its choices; the pooling and the MLP stay each head's
+    own): a token block costs up to half an encoder layer per layer, and four different ones per
+    step cut supernet throughput to 0.61-0.74x of a plain fine-tune (bench/results/speed-cpu)."""
     if sampling == "sandwich":
         archs = [space.largest(rng), space.smallest(rng), *(space.sample(rng) for _ in range(n - 2))]
     elif sampling == "fair":
         archs = space.fair_samples(rng, n)
-    else:
+    else:  # uniform; the heads share the first one's token block, whose forward then runs once a step
         archs = [space.sample(rng) for _ in range(n)]
+        block = {k: archs[0][k] for k in TOKEN_LABELS if k in archs[0]}
+        archs = [archs[0], *({**a, **block} for a in archs[1:])]
     source = space.reference() if full_backbone else archs[0]
     shared = {k: source[k] for k in space.backbone_choices(source) if k in source}
     return [{**a, **shared} for a in archs]

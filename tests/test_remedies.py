@@ -76,3 +76,25 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
     cache = EncoderCache(model.encoder, enc, 0, keep_hidden=True)
     torch.testing.assert_close(model(features=cache.features(range(4))), model(**batch), rtol=1e-5, atol=1e-5)
     assert r["metrics"] and r["steps"] == 6
+
+
+def test_uniform_heads_of_a_step_share_one_token_block_computed_once(monkeypatch):
+    """The step's heads read one token block (their poolings and MLPs stay their own), so its forward
+    runs once per step, not once per head."""
+    from supernet.model import Features, SuperHead
+    from supernet.ops import POOLINGS
+    from supernet.tokens import TOKEN_LABELS, SuperTokenBlocks
+    space = get_space("tiny")
+    for seed in range(6):
+        archs = step_architectures(space, random.Random(seed), 4)
+        assert len({tuple(a[k] for k in TOKEN_LABELS) for a in archs}) == 1
+    head = SuperHead(space, 12, 2)
+    calls = []
+    real = SuperTokenBlocks.forward
+    monkeypatch.setattr(SuperTokenBlocks, "forward", lambda self, *a: calls.append(1) or real(self, *a))
+    hidden, mask = torch.randn(3, 5, 12), torch.ones(3, 5, dtype=torch.long)
+    f = Features({p: POOLINGS[p](hidden, mask, None) for p in space.pool}, hidden, mask)
+    archs = [a for s in range(20) for a in [step_architectures(space, random.Random(s), 4)]
+             if a[0]["tok_kind"] != "none"][0]
+    outs = [head(f, a) for a in archs]
+    assert len(calls) == 1 and all(o.shape == (3, 2) for o in outs)
