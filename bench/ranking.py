@@ -85,14 +85,19 @@ def stratified_heads(space_name: str, n: int, seed: int = 12345) -> list[dict]:
     """``n`` distinct canonical heads cycling over pooling x depth; other choices uniform."""
     space, rng = get_space(space_name), random.Random(seed)
     cells = [(p, d) for d in space.depth for p in space.pool]
-    out, keys = [], set()
+    # the linear head is added apart; a cell can run out of distinct heads (pooler at depth 0 holds
+    # only the linear head: the pooler reads no token block), so a cell gets a few tries, then the next
+    out, keys, i = [], {tuple(sorted(space.canonical(space.reference()).items()))}, 0
     while len(out) < n:
-        pool, depth = cells[len(out) % len(cells)]
-        arch = space.canonical({**space.sample(rng), "pool": pool, "depth": depth})
-        key = tuple(sorted(arch.items()))
-        if key not in keys:
-            keys.add(key)
-            out.append(arch)
+        pool, depth = cells[i % len(cells)]
+        i += 1
+        for _ in range(50):
+            arch = space.canonical({**space.sample(rng), "pool": pool, "depth": depth})
+            key = tuple(sorted(arch.items()))
+            if key not in keys:
+                keys.add(key)
+                out.append(arch)
+                break
     return out
 
 

@@ -32,7 +32,8 @@ class SearchConfig(Config):
                                "head", choices=PENALTIES)
     penalty_weight: float = arg(0.0, "metric points traded for the reference model's whole cost (e.g. 0.05)")
     calib_samples: int = arg(512, "training rows for batch-norm recalibration of each candidate")
-    random_baseline: int = arg(50, "random subnets scored from the same supernet, for comparison")
+    random_baseline: int | None = arg(None, "random subnets scored from the same supernet, for comparison "
+                                            "(default: --trials, so best-of-random has the search's budget)")
     seed: int = arg(0, "seed of the supernet's initial head weights, batch order, sampled heads and the strategy")
     port: int = arg(8080, "NNI web UI port")
     webui: bool = arg(True, "run the strategy in-process (no NNI manager, no web UI): for CI and headless use",
@@ -66,6 +67,8 @@ class SearchConfig(Config):
         self.objective  # validates --penalty / --penalty-weight
         if self.calib_samples < 2:
             raise InputError(f"--calib-samples must be >= 2, got {self.calib_samples}")
+        if self.random_baseline is None:
+            object.__setattr__(self, "random_baseline", self.trials)  # frozen dataclass
         if self.random_baseline < 1:
             raise InputError(f"--random-baseline must be >= 1, got {self.random_baseline}")
         if not 1 <= self.port <= 65535:

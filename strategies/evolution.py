@@ -12,16 +12,35 @@ already in the ledger from it, and runs only the remaining budget.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import torch
+from nni.nas.strategy.utils import DeduplicationHelper
 
 from supernet.errors import InputError
 from supernet.files import atomic_torch_save
 from supernet.scoring import cached_scorer
+from supernet.space import get_space
 
 from .config import SearchConfig
 from .trials import LEDGER, STRATEGY_STATE, read_ledger, run_nni
+
+
+class _NetworkDedup(DeduplicationHelper):
+    """Deduplicates on the network a sample builds, not on its label dict. Most labels of a deep
+    space are unread by a given head (layers deeper than its depth, token labels its block kind
+    ignores), so NNI's dedup on the dict lets evolution spend most mutations on a changed unread
+    label: the same network scored again. Here such a mutant is a duplicate, and NNI retries."""
+
+    def __init__(self, canonical: Callable[[Mapping[str, Any]], dict]):
+        super().__init__(raise_on_dup=True)
+        self._canonical = canonical
+
+    def dedup(self, sample: Any) -> bool:
+        return super().dedup(self._canonical(sample))
+
+    def remove(self, sample: Any) -> None:
+        super().remove(self._canonical(sample))
 
 
 class _Resumable:
@@ -32,8 +51,11 @@ class _Resumable:
     next candidate is drawn from, so a resumed in-process search proposes what the killed one would have.
     """
 
-    def __init__(self, *args, state_file: Path, resume_from: dict | None = None, **kwargs):
+    def __init__(self, *args, state_file: Path, resume_from: dict | None = None,
+                 canonical: Callable[[Mapping[str, Any]], dict] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if canonical is not None and self._dedup_helper is not None:
+            self._dedup_helper = _NetworkDedup(canonical)
         self._state_file = state_file
         self._resume_from = resume_from
         self.trials_done = resume_from["trials_done"] if resume_from else 0
@@ -56,15 +78,17 @@ class _Resumable:
         super()._cleanup()
 
 
-def make_strategy(cfg: SearchConfig, state_file: Path, resume_from: dict | None = None):
+def make_strategy(cfg: SearchConfig, state_file: Path, resume_from: dict | None = None, space: str | None = None):
+    """NNI's strategy of ``cfg``, resumable, deduplicating on networks of ``space`` when given."""
     from nni.nas import strategy
+    canonical = get_space(space).canonical if space else None
     if cfg.multi_trial == "evolution":
         cls = type("ResumableEvolution", (_Resumable, strategy.RegularizedEvolution), {})
         return cls(population_size=cfg.population, sample_size=cfg.sample_size, mutation_prob=0.1, dedup=True,
-                   seed=cfg.seed, state_file=state_file, resume_from=resume_from)
+                   seed=cfg.seed, state_file=state_file, resume_from=resume_from, canonical=canonical)
     if cfg.multi_trial == "random":
         cls = type("ResumableRandom", (_Resumable, strategy.Random), {})
-        return cls(dedup=True, seed=cfg.seed, state_file=state_file, resume_from=resume_from)
+        return cls(dedup=True, seed=cfg.seed, state_file=state_file, resume_from=resume_from, canonical=canonical)
     raise InputError(f"--strategy {cfg.strategy} has no multi-trial search stage")
 
 
@@ -86,7 +110,7 @@ def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Pa
     resume_from = load_strategy_state(state_file)
     remaining = cfg.trials - (resume_from["trials_done"] if resume_from else 0)
     if remaining > 0:
-        run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from), remaining)
+        run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from, space), remaining)
     scorer = cached_scorer(str(state_path.resolve()))
     return [{"choices": r["choices"], "score": scorer.objective_value(r["metrics"]), "metrics": r["metrics"]}
             for r in read_ledger(ledger)][:cfg.trials]

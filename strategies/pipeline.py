@@ -222,7 +222,8 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
     what = f"after {len(trials)} trials" if search.multi_trial else f"({search.strategy} export)"
     print(f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}\n"
           f"best {spec.main_metric} {top[0].metrics[spec.main_metric]:.4f} {what}; random subnets "
-          f"(n={random['n']}): best {random['best']:.4f}, mean {random['mean']:.4f}")
+          f"(n={random['n']}): best {random['best']:.4f}, mean {random['mean']:.4f}"
+          + (f"; majority class {summary['majority_class'][spec.main_metric]:.4f}" if summary["majority_class"] else ""))
     return SearchResult(run_dir, tuple(top), summary)
 
 
@@ -246,6 +247,9 @@ def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> d
         "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
         "top_k": [dict(a.metrics) for a in top],
         "random_subnets": report.random_summary(random_scores, best),
+        # a search that learned nothing exports a constant predictor; these make that visible
+        "majority_class": scorer.majority_scores(),
+        "best_predicted_class_share": scorer.predicted_class_share(top[0].choices),
         "objective": dataclasses.asdict(search.objective),
         "reference_full_encoder_linear_head": {k: v for k, v in reference.items() if k != "choices"},
         "measured": costs, "pareto_front_size": len(front),

@@ -182,15 +182,36 @@ class CandidateScorer:
             bn.eval()
 
     @torch.no_grad()
-    def score(self, choices: Mapping[str, Any]) -> dict[str, float]:
-        choices = self.space.validate(choices)
+    def _outputs(self, choices: Mapping[str, Any]) -> tuple[np.ndarray, list[nn.Module | None]]:
+        """The candidate's outputs on the selection split, and its frozen MLP and token block."""
         mlp, tokens = self.head.freeze(choices).eval(), self.head.freeze_tokens(choices)
         run = tokens.eval() if tokens is not None else None
         inputs = lambda split: head_input(self.features(choices, split), choices, self.space, run)
         if self.recalibrate and any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules()):
             self._recalibrate(mlp, inputs("calib"))
-        outputs = mlp(inputs("dev")).numpy()
-        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, [mlp, tokens])}
+        return mlp(inputs("dev")).numpy(), [mlp, tokens]
+
+    def predicted_class_share(self, choices: Mapping[str, Any]) -> float | None:
+        """Share of the selection split given the candidate's most frequent predicted class: 1.0 is a
+        constant (majority-class) predictor. None for regression."""
+        outputs, _ = self._outputs(self.space.validate(choices))
+        if outputs.ndim < 2 or outputs.shape[1] < 2:
+            return None
+        return float(np.bincount(outputs.argmax(1)).max() / len(outputs))
+
+    def majority_scores(self) -> dict[str, float] | None:
+        """The metrics of always predicting the selection split's most frequent label (None: regression)."""
+        if not np.issubdtype(self.dev_labels.dtype, np.integer):
+            return None
+        n_classes = int(self.dev_labels.max()) + 1
+        constant = np.zeros((len(self.dev_labels), max(n_classes, 2)), dtype=np.float32)
+        constant[:, np.bincount(self.dev_labels).argmax()] = 1.0
+        return compute_metrics(self.metrics, constant, self.dev_labels)
+
+    def score(self, choices: Mapping[str, Any]) -> dict[str, float]:
+        choices = self.space.validate(choices)
+        outputs, modules = self._outputs(choices)
+        scores = {**compute_metrics(self.metrics, outputs, self.dev_labels), **self.cost(choices, modules)}
         if self.objective.active:
             scores["objective"] = self.objective_value(scores)
         return scores

@@ -126,3 +126,28 @@ def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
     for name, row in cmp["rows"].items():  # paired differences are per seed against the stronger linear head
         if row["vs_linear"] is not None:
             assert row["vs_linear"]["mean"] == pytest.approx(np.mean([row["per_seed"][s] - base[s] for s in base]))
+
+
+def test_majority_predictor_is_measured_on_the_selection_split():
+    """The summary's majority-class baseline and predicted-class share: a constant head is caught."""
+    import numpy as np
+    import torch
+
+    from supernet.model import SuperHead
+    from supernet.scoring import CandidateScorer, SplitFeatures
+    from supernet.space import get_space
+
+    space = get_space("tiny")
+    head = SuperHead(space, 8, 2)
+    labels = np.array([1, 1, 1, 0])
+    scorer = CandidateScorer.__new__(CandidateScorer)
+    scorer.space, scorer.metrics, scorer.dev_labels = space, ("accuracy",), labels
+    assert scorer.majority_scores() == {"accuracy": 0.75}
+    scorer.head, scorer.supernet, scorer.recalibrate = head, None, False
+    pooled = {p: torch.randn(4, 8) for p in ("cls", "mean", "max", "pooler")}
+    scorer.dev = scorer.calib = SplitFeatures(pooled=pooled)
+    linear = {**space.reference(), "pool": "mean"}
+    with torch.no_grad():
+        head.classifier.linear.weight.zero_()
+        head.classifier.linear.bias.copy_(torch.tensor([0.0, 1.0]))  # always class 1
+    assert scorer.predicted_class_share(linear) == 1.0

@@ -98,3 +98,19 @@ def test_uniform_heads_of_a_step_share_one_token_block_computed_once(monkeypatch
              if a[0]["tok_kind"] != "none"][0]
     outs = [head(f, a) for a in archs]
     assert len(calls) == 1 and all(o.shape == (3, 2) for o in outs)
+
+
+def test_ranking_heads_are_distinct_stratified_and_exclude_the_linear_head():
+    """bench/ranking.py's head sample: the (pooler, depth 0) cell holds only the linear head (added
+    apart), so drawing 24 heads must move past it instead of retrying it forever."""
+    import sys
+
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ranking import stratified_heads
+    space = get_space("paper")
+    heads = stratified_heads("paper", 24)
+    keys = {tuple(sorted(h.items())) for h in heads}
+    assert len(keys) == 24
+    assert tuple(sorted(space.canonical(space.reference()).items())) not in keys
+    assert len({(h["pool"], h["depth"]) for h in heads}) == len(space.pool) * len(space.depth) - 1

@@ -205,3 +205,27 @@ def test_a_port_just_released_is_free_but_a_listening_one_is_not():
     client.close()
     server.close()
     check_port_free(port)
+
+
+def test_evolution_dedups_networks_not_label_dicts(tmp_path):
+    """A mutant that changes only labels its head does not read is the same network: NNI must retry
+    it, not score it again (in the paper space most mutations would otherwise be such repeats)."""
+    import random
+
+    from nni.nas.strategy.utils import DuplicationError
+
+    from strategies.config import SearchConfig
+    from strategies.evolution import make_strategy
+    from supernet.space import get_space
+
+    space = get_space("paper")
+    a = space.sample(random.Random(0))
+    a = {**a, "depth": 1, "tok_kind": "none"}
+    unread = {**a, "width_3": space.width[-1] if a["width_3"] != space.width[-1] else space.width[0],
+              "tok_heads": 16 if a["tok_heads"] != 16 else 1}
+    read = {**a, "width_0": space.width[-1] if a["width_0"] != space.width[-1] else space.width[0]}
+    strategy = make_strategy(SearchConfig(strategy="evolution"), tmp_path / "state.pt", space="paper")
+    assert strategy._dedup_helper.dedup(a)
+    with pytest.raises(DuplicationError):
+        strategy._dedup_helper.dedup(unread)
+    assert strategy._dedup_helper.dedup(read)
