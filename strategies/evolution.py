@@ -11,6 +11,7 @@ already in the ledger from it, and runs only the remaining budget.
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -67,6 +68,15 @@ class _Resumable:
             self.load_state_dict(self._resume_from["strategy"])
         engine.register_model_event_callback(ModelEventType.TrainingEnd, self._save_state)
         return model_space
+
+    def wait_for_resource(self) -> bool:
+        """NNI's own polls for a free worker every 1 s: with one trial at a time that left up to a
+        second idle between web-UI trials whose scoring takes milliseconds. Same logic, 50 ms poll."""
+        while not self.engine.idle_worker_available():
+            if not self.engine.budget_available():
+                return False
+            time.sleep(0.05)
+        return self.engine.budget_available()
 
     def _save_state(self, event) -> None:
         self.trials_done += 1

@@ -75,3 +75,10 @@ def test_the_checks_see_what_they_look_for(tmp_path):
     path = ROOT / "supernet" / "train.py"
     assert "supernet.loop" in _imports("supernet.train", path) and "supernet.model" in _imports("supernet.train", path)
     assert "strategies.pipeline" in _imports("supernet.search", ROOT / "supernet" / "search.py")
+
+
+def test_readme_strategy_table_is_the_registry():
+    """The README's strategy table is generated from the one registry; a strategy added there
+    and not documented (or the reverse) fails here."""
+    from strategies.registry import markdown_table
+    assert markdown_table() in (ROOT / "README.md").read_text()
