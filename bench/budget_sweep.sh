@@ -7,7 +7,6 @@
 # arm (if anything it favours the linear baseline).
 #
 #   GLUE_DIR=../shared/data/glue bench/budget_sweep.sh OUT_DIR [small|full ...]
-#   python bench/budget_table.py OUT_DIR          # the table and plots
 set -euo pipefail
 out=${1:?usage: budget_sweep.sh OUT_DIR [small|full ...]}; shift
 regimes=${*:-small full}

@@ -21,6 +21,7 @@ from supernet.cost import Objective, pareto_front, predicted_latency
 from supernet.encoder import tiny_encoder
 from supernet.model import HeadSupernet
 from supernet.space import backbone_label, bind_space, get_space
+from supernet.tokens import TOKEN_LABELS
 from supernet.train import step_architectures
 
 LAYERS = 3
@@ -159,7 +160,10 @@ def test_heads_of_one_step_share_the_encoder_choices():
     assert len({space.backbone_key(a) for a in archs}) == 1
     assert len({(a["pool"], a["depth"], a["width_0"]) for a in archs}) > 1
     head_only = step_architectures(get_space("tiny"), random.Random(3), 6)
-    assert head_only == [get_space("tiny").sample(r) for r in [random.Random(3)] for _ in range(6)]
+    drawn = [get_space("tiny").sample(r) for r in [random.Random(3)] for _ in range(6)]
+    # no encoder choices to share; the heads share the first one's token block (one block forward per step)
+    block = {k: drawn[0][k] for k in TOKEN_LABELS if k in drawn[0]}
+    assert head_only == [drawn[0], *({**a, **block} for a in drawn[1:])]
 
 
 def test_every_nth_step_trains_the_full_pretrained_encoder():
