@@ -64,6 +64,8 @@ def parse_args(argv=None):
     p.add_argument("--glue-dir", default=None, help="default: $GLUE_DIR")
     p.add_argument("--regime", choices=("full", "small", "frozen"), default="frozen")
     p.add_argument("--small-rows", type=int, default=500, help="training rows of the small-data regime")
+    p.add_argument("--max-train-samples", type=int, default=None,
+                   help="use only the first N training rows in the full or frozen regime (a large task on a CPU)")
     p.add_argument("--space", default="paper")
     p.add_argument("--model", default=None)
     p.add_argument("--num-hidden-layers", type=int, default=None)
@@ -184,7 +186,7 @@ def main(argv=None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     encoder = EncoderConfig(args.model, args.num_hidden_layers)
     data = DataConfig(task=args.task, glue_dir=args.glue_dir, max_length=args.max_length,
-                      max_train_samples=args.small_rows if args.regime == "small" else None)
+                      max_train_samples=args.small_rows if args.regime == "small" else args.max_train_samples)
     cfg = RetrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
                         lr_head=args.lr_head, seeds=tuple(int(s) for s in args.seeds.split(",")),
                         freeze_encoder=args.regime == "frozen")
