@@ -3,6 +3,7 @@ and the frozen-encoder regime."""
 from __future__ import annotations
 
 import random
+import statistics
 from collections import Counter
 
 import pytest
@@ -114,3 +115,22 @@ def test_ranking_heads_are_distinct_stratified_and_exclude_the_linear_head():
     assert len(keys) == 24
     assert tuple(sorted(space.canonical(space.reference()).items())) not in keys
     assert len({(h["pool"], h["depth"]) for h in heads}) == len(space.pool) * len(space.depth) - 1
+
+
+def test_ranking_stats_measure_agreement_spread_and_seed_noise():
+    """τ is +1 when the supernet orders heads as stand-alone training does and −1 when it reverses
+    them; the spread is the std of stand-alone means, the seed noise the mean std across seeds."""
+    import sys
+
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ranking import ranking_stats
+    alone = {f"h{i}": {"1": 0.1 * i, "2": 0.1 * i + 0.02} for i in range(8)}
+    same = ranking_stats({n: float(i) for i, n in enumerate(sorted(alone))}, alone, n_boot=50)
+    flipped = ranking_stats({n: -float(i) for i, n in enumerate(sorted(alone))}, alone, n_boot=50)
+    assert same["kendall_tau"] == pytest.approx(1.0) and same["top5_overlap"] == 1.0
+    assert flipped["kendall_tau"] == pytest.approx(-1.0) and flipped["top5_overlap"] == 0.4  # 8 heads: 3, 4 in both
+    means = [0.1 * i + 0.01 for i in range(8)]
+    assert same["head_spread"] == pytest.approx(statistics.stdev(means))
+    assert same["seed_noise"] == pytest.approx(statistics.stdev([0.0, 0.02]))
+    assert same["kendall_tau_ci95"][0] <= 1.0 and flipped["kendall_tau_ci95"][1] <= -0.5
