@@ -112,7 +112,10 @@ def standalone(args, task: TaskData, data: DataConfig, encoder: EncoderConfig, c
     return {name: {s: r["metrics"][m] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
 
 
-def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out: Path) -> dict[str, float]:
+def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out: Path
+              ) -> tuple[dict[str, float], dict[str, float | None]]:
+    """Per head: its inherited score on the validation split, and the share of that split given its most
+    frequent predicted class (1.0: the supernet left it a constant predictor; None for regression)."""
     overrides, recalibrate = VARIANTS[variant]
     overrides = dict(overrides)
     epochs = cfg.epochs * overrides.pop("epochs_factor", 1.0)
@@ -127,7 +130,8 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
         run_search(job, run, resume=(run / "run_config.json").is_file())
     scorer = CandidateScorer.from_file(run / SEARCH_STATE)
     scorer.recalibrate = recalibrate
-    return {name: scorer.score(a.choices)[scorer.main_metric] for name, a in heads}
+    return ({name: scorer.score(a.choices)[scorer.main_metric] for name, a in heads},
+            {name: scorer.predicted_class_share(a.choices) for name, a in heads})
 
 
 def _bootstrap(x: np.ndarray, y: np.ndarray, fn, n: int, seed: int = 0) -> list[float]:
@@ -205,14 +209,18 @@ def main(argv=None) -> dict:
               "selection_split": f"validation: {len(task.val)} of {len(task.train)} training rows",
               "heads": {n: {"choices": dict(a.choices), "standalone": alone[n]} for n, a in heads}, "variants": {}}
     for variant in args.variants.split(","):
-        inh = inherited(args, data, encoder, cfg, variant, heads, out)
+        inh, share = inherited(args, data, encoder, cfg, variant, heads, out)
         for n in inh:
             report["heads"][n].setdefault("inherited", {})[variant] = inh[n]
-        report["variants"][variant] = {"variant": variant, **ranking_stats(inh, alone, args.bootstrap)}
+            report["heads"][n].setdefault("inherited_class_share", {})[variant] = share[n]
+        # heads the supernet left (near-)constant: they tie at the majority score and carry no ranking signal
+        constant = sum(1 for v in share.values() if v is not None and v >= 0.99)
+        report["variants"][variant] = {"variant": variant, **ranking_stats(inh, alone, args.bootstrap),
+                                       "constant_heads": constant if any(v is not None for v in share.values()) else None}
         scatter(inh, alone, task.spec.main_metric, f"{task.spec.name}, {args.regime}, {variant}: tau "
                 f"{report['variants'][variant]['kendall_tau']:.2f}", out / f"scatter-{variant}.png")
         print(f"{variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in report["variants"][variant].items()
-                                          if isinstance(v, float)), flush=True)
+                                          if isinstance(v, (int, float)) and not isinstance(v, bool)), flush=True)
         atomic_write_json(out / "ranking.json", {**report, "seconds": time.time() - t0,
                                                  "cpu_seconds": time.process_time() - cpu0})
     return report

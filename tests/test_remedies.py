@@ -134,3 +134,29 @@ def test_ranking_stats_measure_agreement_spread_and_seed_noise():
     assert same["head_spread"] == pytest.approx(statistics.stdev(means))
     assert same["seed_noise"] == pytest.approx(statistics.stdev([0.0, 0.02]))
     assert same["kendall_tau_ci95"][0] <= 1.0 and flipped["kendall_tau_ci95"][1] <= -0.5
+
+
+def test_ranking_script_end_to_end_writes_every_field_the_study_reports(tmp_path, glue_dir, tiny_model_dir):
+    """bench/ranking.py on a tiny model and 200 real SST-2 rows: stand-alone seeds, two variants (the
+    second scored on the first's supernet), the stats, the constant-head count and a scatter each."""
+    import json
+    import sys
+
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ranking import main
+    out = tmp_path / "rank"
+    main(["--task", "sst2", "--glue-dir", str(glue_dir), "--model", str(tiny_model_dir), "--space", "mlp",
+          "--regime", "frozen", "--max-train-samples", "200", "--heads", "4", "--seeds", "1,2", "--epochs", "1",
+          "--max-length", "32", "--variants", "base,no_recalibration", "--bootstrap", "50", "--out", str(out)])
+    r = json.loads((out / "ranking.json").read_text())
+    assert r["n_heads"] == 5 and r["regime"] == "frozen" and r["data"]["max_train_samples"] == 200
+    assert "--max-train-samples 200" in r["command"]
+    assert set(r["variants"]) == {"base", "no_recalibration"}
+    for v in r["variants"].values():
+        assert -1.0 <= v["kendall_tau"] <= 1.0 and v["head_spread"] >= 0 and v["seed_noise"] >= 0
+        assert 0 <= v["constant_heads"] <= 5
+    for h in r["heads"].values():
+        assert set(h["standalone"]) == {"1", "2"} and set(h["inherited"]) == {"base", "no_recalibration"}
+        assert all(0.5 <= s <= 1.0 for s in h["inherited_class_share"].values())  # binary task
+    assert (out / "scatter-base.png").stat().st_size > 0 and not (out / "supernet-no_recalibration").exists()
