@@ -134,6 +134,13 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
             {name: scorer.predicted_class_share(a.choices) for name, a in heads})
 
 
+def supernet_cost(out: Path, variant: str) -> dict[str, float]:
+    """Wall and CPU seconds the variant's supernet training took (resumes included): a remedy's price."""
+    from supernet.loop import load_checkpoint
+    progress = load_checkpoint(out / f"supernet-{SUPERNET_OF.get(variant, variant)}" / "checkpoint.pt")["progress"]
+    return {"supernet_seconds": progress["seconds"], "supernet_cpu_seconds": progress["cpu_seconds"]}
+
+
 def _bootstrap(x: np.ndarray, y: np.ndarray, fn, n: int, seed: int = 0) -> list[float]:
     rng = np.random.default_rng(seed)
     stats_ = []
@@ -216,7 +223,8 @@ def main(argv=None) -> dict:
         # heads the supernet left (near-)constant: they tie at the majority score and carry no ranking signal
         constant = sum(1 for v in share.values() if v is not None and v >= 0.99)
         report["variants"][variant] = {"variant": variant, **ranking_stats(inh, alone, args.bootstrap),
-                                       "constant_heads": constant if any(v is not None for v in share.values()) else None}
+                                       "constant_heads": constant if any(v is not None for v in share.values()) else None,
+                                       **supernet_cost(out, variant)}
         scatter(inh, alone, task.spec.main_metric, f"{task.spec.name}, {args.regime}, {variant}: tau "
                 f"{report['variants'][variant]['kendall_tau']:.2f}", out / f"scatter-{variant}.png")
         print(f"{variant}: " + ", ".join(f"{k} {v:.3f}" for k, v in report["variants"][variant].items()

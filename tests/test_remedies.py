@@ -155,8 +155,9 @@ def test_ranking_script_end_to_end_writes_every_field_the_study_reports(tmp_path
     assert set(r["variants"]) == {"base", "no_recalibration"}
     for v in r["variants"].values():
         assert -1.0 <= v["kendall_tau"] <= 1.0 and v["head_spread"] >= 0 and v["seed_noise"] >= 0
-        assert 0 <= v["constant_heads"] <= 5
+        assert 0 <= v["constant_heads"] <= 5 and v["supernet_cpu_seconds"] > 0
     for h in r["heads"].values():
         assert set(h["standalone"]) == {"1", "2"} and set(h["inherited"]) == {"base", "no_recalibration"}
         assert all(0.5 <= s <= 1.0 for s in h["inherited_class_share"].values())  # binary task
+    assert r["variants"]["no_recalibration"]["supernet_seconds"] == r["variants"]["base"]["supernet_seconds"]
     assert (out / "scatter-base.png").stat().st_size > 0 and not (out / "supernet-no_recalibration").exists()
