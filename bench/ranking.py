@@ -191,6 +191,21 @@ def scatter(inh: dict[str, float], alone: dict[str, dict[str, float]], metric: s
     plt.close(fig)
 
 
+def markdown(report: dict) -> str:
+    """The remedies' ablation as a table: one row per supernet variant."""
+    first = next(iter(report["variants"].values()), {})
+    noise = f"{first['seed_noise']:.4f}" if first.get("seed_noise") is not None else "n/a"
+    lines = [f"{report['task']}, {report['regime']} regime, {report['n_heads']} heads, metric {report['metric']}: "
+             f"head spread {first.get('head_spread', float('nan')):.4f}, seed noise {noise}", "",
+             "| variant | Kendall τ [95 % CI] | Spearman ρ | top-5 overlap | constant heads | supernet CPU s |",
+             "|---|---|---|---|---|---|"]
+    for name, v in report["variants"].items():
+        lo, hi = v["kendall_tau_ci95"]
+        lines.append(f"| {name} | {v['kendall_tau']:.2f} [{lo:.2f}, {hi:.2f}] | {v['spearman']:.2f} | "
+                     f"{v['top5_overlap']:.1f} | {v.get('constant_heads', 'n/a')} | {v['supernet_cpu_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     out = Path(args.out)
@@ -231,6 +246,7 @@ def main(argv=None) -> dict:
                                           if isinstance(v, (int, float)) and not isinstance(v, bool)), flush=True)
         atomic_write_json(out / "ranking.json", {**report, "seconds": time.time() - t0,
                                                  "cpu_seconds": time.process_time() - cpu0})
+        (out / "ranking.md").write_text(markdown(report))
     return report
 
 

@@ -160,4 +160,6 @@ def test_ranking_script_end_to_end_writes_every_field_the_study_reports(tmp_path
         assert set(h["standalone"]) == {"1", "2"} and set(h["inherited"]) == {"base", "no_recalibration"}
         assert all(0.5 <= s <= 1.0 for s in h["inherited_class_share"].values())  # binary task
     assert r["variants"]["no_recalibration"]["supernet_seconds"] == r["variants"]["base"]["supernet_seconds"]
+    table = (out / "ranking.md").read_text()
+    assert "| base |" in table and "| no_recalibration |" in table and "head spread" in table
     assert (out / "scatter-base.png").stat().st_size > 0 and not (out / "supernet-no_recalibration").exists()
