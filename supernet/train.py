@@ -24,7 +24,7 @@ from .errors import InputError
 from .loop import EpochBatches, FineTuneConfig, Loop, load_checkpoint, loss_fn, make_optimizer, resume_progress
 from .frozen import EncoderCache
 from .model import Features, HeadSupernet
-from .scoring import score_probes
+from .scoring import SplitFeatures, dev_features, score_heads, score_probes
 from .space import SearchSpace, bind_space, check_space_name, names_backbone_choices
 from .tasks import TaskSpec
 from .tokens import TOKEN_LABELS
@@ -178,10 +178,16 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
         with cfg.autocast():
             return model(batch, archs)
 
+    frozen_dev: list[SplitFeatures] = []  # a frozen encoder's outputs on the validation rows never change
+
     def evaluate(step: int) -> dict[str, float]:
-        return {f"probe{i}/{name}": value for i, scores in enumerate(score_probes(supernet, spec, dev, pad_id, probes,
-                                                                                  str(device)))
-                for name, value in scores.items()}
+        if cache is not None:  # computed once: re-encoding them at every evaluation cost most of the training time
+            if not frozen_dev:
+                frozen_dev.append(dev_features(supernet, dev, pad_id, device=str(device)))
+            scores = score_heads(supernet.head, spec, frozen_dev[0], dev.labels, probes)
+        else:
+            scores = score_probes(supernet, spec, dev, pad_id, probes, str(device))
+        return {f"probe{i}/{name}": value for i, s in enumerate(scores) for name, value in s.items()}
 
     loop = Loop(supernet, optimizer, scheduler, total, cfg.grad_clip, "supernet", checkpoint=ckpt,
                 checkpoint_every=cfg.checkpoint_every, log_dir=run_dir / "tensorboard", eval_every=cfg.eval_every,

@@ -163,3 +163,35 @@ def test_ranking_script_end_to_end_writes_every_field_the_study_reports(tmp_path
     table = (out / "ranking.md").read_text()
     assert "| base |" in table and "| no_recalibration |" in table and "head spread" in table
     assert (out / "scatter-base.png").stat().st_size > 0 and not (out / "supernet-no_recalibration").exists()
+
+
+def test_frozen_supernet_training_encodes_the_validation_rows_once_and_scores_probes_as_before(
+        tmp_path, tiny_model_dir, glue_dir):
+    """With --freeze-encoder the probes' dev scores come from validation features computed once: the
+    encoder runs over the validation rows once however many evaluations there are, and the last logged
+    probe scores equal those of the uncached path on the trained supernet."""
+    from supernet import train as T
+    from supernet.data import TRAIN, DataConfig, encode, load_splits
+    from supernet.encoder import load_encoder, load_tokenizer
+    from supernet.model import HeadSupernet
+    from supernet.scoring import score_probes
+    cfg = DataConfig(task="mrpc", glue_dir=glue_dir, max_train_samples=64, max_eval_samples=40)
+    spec, splits = load_splits(cfg)
+    tok = load_tokenizer(tiny_model_dir)
+    train, dev = (encode(splits[s], tok, cfg.max_length, cfg.cache_dir) for s in (TRAIN, "validation"))
+    net = HeadSupernet(load_encoder(tiny_model_dir), get_space("tiny"), spec.num_labels)
+    rows_encoded, forward = [], net.encoder.forward
+
+    def counting(*args, **kwargs):
+        rows_encoded.append(len((kwargs.get("input_ids") if "input_ids" in kwargs else args[0])))
+        return forward(*args, **kwargs)
+    net.encoder.forward = counting
+    T.train_supernet(net, spec, train, dev, tok.pad_token_id, T.TrainConfig(
+        max_steps=6, batch_size=8, heads_per_step=2, checkpoint_every=100, eval_every=1, freeze_encoder=True), tmp_path)
+    assert sum(rows_encoded) == len(train) + len(dev)  # the training cache, then the validation rows once
+    history = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["progress"]["history"]
+    assert len(history) == 6
+    fresh = score_probes(net, spec, dev, tok.pad_token_id, T.probe_architectures(net.space, 3), "cpu")
+    for i, scores in enumerate(fresh):
+        for name, value in scores.items():
+            assert history[-1][f"probe{i}/{name}"] == pytest.approx(value, abs=1e-6)
