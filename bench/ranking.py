@@ -112,17 +112,21 @@ def standalone(args, task: TaskData, data: DataConfig, encoder: EncoderConfig, c
     return {name: {s: r["metrics"][m] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
 
 
+def supernet_config(space: str, cfg: RetrainConfig, variant: str, seed: int) -> TrainConfig:
+    """The stand-alone budget, with the variant's overrides on top (a variant may change lr_head)."""
+    overrides = dict(VARIANTS[variant][0])
+    epochs = cfg.epochs * overrides.pop("epochs_factor", 1.0)
+    base = {"space": space, "epochs": epochs, "batch_size": cfg.batch_size, "lr_encoder": cfg.lr_encoder,
+            "lr_head": cfg.lr_head, "freeze_encoder": cfg.freeze_encoder, "seed": seed}
+    return TrainConfig(**{**base, **overrides})
+
+
 def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out: Path
               ) -> tuple[dict[str, float], dict[str, float | None]]:
     """Per head: its inherited score on the validation split, and the share of that split given its most
     frequent predicted class (1.0: the supernet left it a constant predictor; None for regression)."""
-    overrides, recalibrate = VARIANTS[variant]
-    overrides = dict(overrides)
-    epochs = cfg.epochs * overrides.pop("epochs_factor", 1.0)
-    train = TrainConfig(space=args.space, epochs=epochs, batch_size=cfg.batch_size, lr_encoder=cfg.lr_encoder,
-                        lr_head=cfg.lr_head, freeze_encoder=cfg.freeze_encoder, seed=args.selection_seed,
-                        **overrides)
-    job = SearchJob(encoder=encoder, data=data, train=train,
+    recalibrate = VARIANTS[variant][1]
+    job = SearchJob(encoder=encoder, data=data, train=supernet_config(args.space, cfg, variant, args.selection_seed),
                     search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False,
                                         seed=args.selection_seed))
     run = out / f"supernet-{SUPERNET_OF.get(variant, variant)}"

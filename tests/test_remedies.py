@@ -195,3 +195,21 @@ def test_frozen_supernet_training_encodes_the_validation_rows_once_and_scores_pr
     for i, scores in enumerate(fresh):
         for name, value in scores.items():
             assert history[-1][f"probe{i}/{name}"] == pytest.approx(value, abs=1e-6)
+
+
+def test_every_ranking_variant_builds_its_supernet_config_with_its_overrides():
+    """Each remedy's overrides win over the shared budget (head_lr_3e-4 once clashed with lr_head)."""
+    import sys
+
+    from conftest import ROOT
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ranking import VARIANTS, supernet_config
+    from retrain.run import RetrainConfig
+    cfg = RetrainConfig(epochs=5, lr_head=1e-3, freeze_encoder=True)
+    for variant in VARIANTS:
+        train = supernet_config("mlp", cfg, variant, seed=0)
+        assert train.freeze_encoder and train.seed == 0
+    assert supernet_config("mlp", cfg, "head_lr_3e-4", 0).lr_head == 3e-4
+    assert supernet_config("mlp", cfg, "base", 0).lr_head == 1e-3
+    assert supernet_config("mlp", cfg, "long", 0).epochs == 15
+    assert supernet_config("mlp", cfg, "sandwich_distill", 0).distill
