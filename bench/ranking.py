@@ -112,6 +112,11 @@ def standalone(args, task: TaskData, data: DataConfig, encoder: EncoderConfig, c
     return {name: {s: r["metrics"][m] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
 
 
+def supernet_dir(out: Path, variant: str) -> Path:
+    """The run folder of the supernet a variant is scored on (some variants share another's)."""
+    return out / f"supernet-{SUPERNET_OF.get(variant, variant)}"
+
+
 def supernet_config(space: str, cfg: RetrainConfig, variant: str, seed: int) -> TrainConfig:
     """The stand-alone budget, with the variant's overrides on top (a variant may change lr_head)."""
     overrides = dict(VARIANTS[variant][0])
@@ -129,7 +134,7 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
     job = SearchJob(encoder=encoder, data=data, train=supernet_config(args.space, cfg, variant, args.selection_seed),
                     search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False,
                                         seed=args.selection_seed))
-    run = out / f"supernet-{SUPERNET_OF.get(variant, variant)}"
+    run = supernet_dir(out, variant)
     if not (run / "search_summary.json").is_file():
         run_search(job, run, resume=(run / "run_config.json").is_file())
     scorer = CandidateScorer.from_file(run / SEARCH_STATE)
@@ -141,7 +146,7 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
 def supernet_cost(out: Path, variant: str) -> dict[str, float]:
     """Wall and CPU seconds the variant's supernet training took (resumes included): a remedy's price."""
     from supernet.loop import load_checkpoint
-    progress = load_checkpoint(out / f"supernet-{SUPERNET_OF.get(variant, variant)}" / "checkpoint.pt")["progress"]
+    progress = load_checkpoint(supernet_dir(out, variant) / "checkpoint.pt")["progress"]
     return {"supernet_seconds": progress["seconds"], "supernet_cpu_seconds": progress["cpu_seconds"]}
 
 
