@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -406,6 +407,23 @@ def carve_validation(labels: np.ndarray, fraction: float, regression: bool, seed
     return np.setdiff1d(np.arange(len(labels)), val), val
 
 
+SMALL_SELECTION = 200  # rows; below it one row moves a selection score by more than half a point
+
+
+class SmallSelectionWarning(UserWarning):
+    """The selection split is too small to tell good heads apart."""
+
+
+def warn_small_selection(rows: int) -> None:
+    """Say so when the selection split is small: a search picks the best of many heads on it, so
+    its best score there mostly measures luck (measured: on 50 CoLA rows the searched heads scored
+    MCC 0.50-0.56 and retrained to 0.00 on dev; bench/results/compare-cola-small-frozen)."""
+    if rows < SMALL_SELECTION:
+        warnings.warn(f"the selection split has only {rows} rows (one row is {100 / rows:.1f} % of it): "
+                      "a search's best score on it will overstate the head it picks; give more training rows, a "
+                      "larger --val-fraction or a --val-file", SmallSelectionWarning, stacklevel=3)
+
+
 def _extra_split(path: str, spec: TaskSpec, cfg: DataConfig) -> TextSplit:
     """A --val-file / --test-file: a user table, or a GLUE TSV of the task's layout."""
     if cfg.train_file is None and Path(path).suffix.lower() == ".tsv":
@@ -422,6 +440,9 @@ def load_task(cfg: DataConfig, tokenizer) -> TaskData:
     dev = tok(_extra_split(cfg.test_file, spec, cfg).head(cfg.max_eval_samples) if cfg.test_file
               else splits[dev_split])
     if cfg.val_file:
-        return TaskData(spec, train, train, tok(_extra_split(cfg.val_file, spec, cfg)), dev, tokenizer.pad_token_id or 0)
+        val_split = tok(_extra_split(cfg.val_file, spec, cfg))
+        warn_small_selection(len(val_split))
+        return TaskData(spec, train, train, val_split, dev, tokenizer.pad_token_id or 0)
     fit, val = carve_validation(train.labels, cfg.val_fraction, spec.is_regression)
+    warn_small_selection(len(val))
     return TaskData(spec, train, train.subset(fit), train.subset(val), dev, tokenizer.pad_token_id or 0)

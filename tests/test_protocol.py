@@ -34,6 +34,19 @@ def test_task_data_roles_on_real_mrpc(glue_dir):
     assert not any(tuple(x) in fit_rows for x in task.val.input_ids[:50])
 
 
+def test_a_small_selection_split_is_warned_about_and_a_large_one_is_not(glue_dir):
+    """50 selection rows (500 training rows, the default 0.1) get the warning; 300 do not."""
+    import warnings
+
+    from supernet.data import SmallSelectionWarning
+    with pytest.warns(SmallSelectionWarning, match="only 50 rows"):
+        load_task(DataConfig(task="sst2", glue_dir=str(glue_dir), max_train_samples=500), load_tokenizer(None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", SmallSelectionWarning)
+        task = load_task(DataConfig(task="sst2", glue_dir=str(glue_dir), max_train_samples=3000), load_tokenizer(None))
+    assert len(task.val) == 300
+
+
 def _write(path, rows):
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
