@@ -93,19 +93,6 @@ def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
     return run_search(stored, out, resume=True)
 
 
-def weight_sharing_cost(summary: dict[str, Any]) -> dict[str, float]:
-    """What weight sharing is charged: the stages that pick its head (setup, supernet training,
-    features, search), as BO-HB is charged for its trials. Its report stage (scoring as many random
-    subnets as trials for the best-of-random baseline, measuring the exported heads' latency, plots)
-    is work BO-HB does not do: recorded apart, not charged (13-40 % of the total in our runs)."""
-    out = {}
-    for key in ("seconds", "cpu_seconds"):
-        stages = summary[key]
-        report = stages.get("report", 0.0)
-        out[key], out[f"report_{key}"] = stages["total"] - report, report
-    return out
-
-
 def bo_hyperband_search(space: str, bohb: BOHBConfig, task: TaskData, data: DataConfig, encoder: EncoderConfig,
                         ft: RetrainConfig, out: Path) -> tuple[Architecture, RetrainConfig, dict[str, Any]]:
     """BO-HB's best head, the fine-tuning config to retrain it with (its learning rate, if searched), its costs."""
@@ -221,7 +208,9 @@ def search_arms(cmp, bohb, task, data, encoder, ft, out) -> Arms:
     heads = [(name, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
              for name, pool in LINEAR_HEADS.items()]
     heads.append(("weight_sharing", ws.best))
-    arms = Arms(heads, {}, {"weight_sharing": weight_sharing_cost(ws.summary)}, ws)
+    # charged up to its chosen head, as BO-HB is for its trials; its report stage (13-40 % of the total in
+    # our runs) is work BO-HB does not do: recorded apart, not charged
+    arms = Arms(heads, {}, {"weight_sharing": ws.cost_to_head()}, ws)
     for name, variant in (("bo_hyperband", replace(bohb, search_lr=False)), ("bo_hyperband_lr", bohb)):
         if name == "bo_hyperband_lr" and not bohb.search_lr:
             continue

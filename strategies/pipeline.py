@@ -92,13 +92,16 @@ class SearchResult:
     def best(self) -> Architecture:
         return self.top[0]
 
-    @property
-    def seconds(self) -> float:
-        return self.summary["seconds"]["total"]
-
-    @property
-    def cpu_seconds(self) -> float:
-        return self.summary["cpu_seconds"]["total"]
+    def cost_to_head(self) -> dict[str, float]:
+        """Wall and CPU seconds of the stages that chose the head (setup, supernet training, features,
+        search), and apart (``report_*``) those of the report stage after it: scoring random subnets
+        for the best-of-random baseline, measuring latency, plots (see ``_stage_costs``)."""
+        out = {}
+        for key in ("seconds", "cpu_seconds"):
+            stages = self.summary[key]
+            report = stages.get("report", 0.0)  # summaries written before the stages were split have none
+            out[key], out[f"report_{key}"] = stages["total"] - report, report
+        return out
 
     @classmethod
     def load(cls, run_dir: Path) -> "SearchResult":

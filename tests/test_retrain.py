@@ -2,6 +2,7 @@
 import json
 import statistics
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -161,10 +162,10 @@ def _check_shipped_model(head_dir, glue_dir):
 
 
 def test_weight_sharing_is_charged_up_to_its_head_and_its_report_stage_is_listed_apart():
-    from retrain.comparison import weight_sharing_cost
+    from strategies.pipeline import SearchResult
     summary = {"seconds": {"setup": 1.0, "supernet_training": 10.0, "features": 2.0, "search": 3.0, "report": 4.0,
                            "total": 20.0},
                "cpu_seconds": {"setup": 2.0, "supernet_training": 20.0, "features": 4.0, "search": 6.0, "report": 8.0,
                                "total": 40.0}}
-    assert weight_sharing_cost(summary) == {"seconds": 16.0, "report_seconds": 4.0,
+    assert SearchResult(Path("run"), (), summary).cost_to_head() == {"seconds": 16.0, "report_seconds": 4.0,
                                             "cpu_seconds": 32.0, "report_cpu_seconds": 8.0}
