@@ -7,6 +7,9 @@
 # arm (if anything it favours the linear baseline).
 #
 #   GLUE_DIR=../shared/data/glue bench/budget_sweep.sh OUT_DIR [small|full ...]
+#
+# The full regime's grid can be narrowed (a full grid is ~5 CPU hours on 2 cores), e.g.
+#   FULL_TASKS=mrpc FULL_EPOCHS=5 bench/budget_sweep.sh OUT full
 set -euo pipefail
 out=${1:?usage: budget_sweep.sh OUT_DIR [small|full ...]}; shift
 regimes=${*:-small full}
@@ -22,7 +25,7 @@ for regime in $regimes; do
     for task in mrpc cola stsb sst2; do for lr in 5e-5 1e-4; do for ep in 10 20; do
       run small $task $lr $ep 500; done; done; done
   else
-    for lr in 5e-5 2e-5 1e-4; do for task in mrpc cola stsb; do run full $task $lr 10; done; done
-    for lr in 5e-5 2e-5 1e-4; do for task in mrpc cola stsb; do run full $task $lr 3; done; done
+    for ep in ${FULL_EPOCHS:-10 3}; do for lr in ${FULL_LRS:-5e-5 2e-5 1e-4}; do
+      for task in ${FULL_TASKS:-mrpc cola stsb}; do run full $task $lr $ep; done; done; done
   fi
 done
