@@ -14,6 +14,12 @@ Hyperband bracket, i.e. successive halving from 1 epoch up to the full budget. H
   ``HyperbandPruner``: with several brackets it makes TPE see only the trials of its own bracket, so
   each bracket spent its own start-up and, replayed here, 0 of 6 and 2 of 12 trials of earlier runs
   were proposed by the model. One bracket is also what the paper ran.
+- **No head is trained twice.** TPE does not filter repeated proposals (Syne Tune's searchers do, by
+  default), and in the conditional space repeats are common: a depth-0 head asks no layer label, so
+  TPE proposing "pooler + linear" again is the same head at the same seed. A repeat is answered from
+  the earlier trial at no cost (Optuna's FAQ recipe, extended to pruned trials), is recorded with
+  ``duplicate_of``, and does not count toward ``--bohb-trials``: that many *distinct* heads are
+  trained, unless the space runs out first (at most ``MAX_PROPOSALS`` proposals per trial asked).
 - Trials fine-tune on the training rows minus the validation split and are selected on the
   validation split; the official dev set is never read. The study lives in ``study.db`` (SQLite), so
   an interrupted search continues where it stopped.
@@ -47,6 +53,7 @@ from .run import RetrainConfig, fine_tune, frozen_caches
 
 STUDY = "study.db"
 LR_RANGE = (1e-5, 1e-4)  # the paper's learning-rate range (log-uniform), with --bohb-search-lr
+MAX_PROPOSALS = 10  # proposals per distinct head asked for, before a search gives up on an exhausted space
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,48 @@ def _finished(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
+def _distinct(study) -> int:
+    """Finished trials that trained their head (repeats of an earlier head excluded)."""
+    from optuna.trial import TrialState
+    return sum("duplicate_of" not in t.user_attrs
+               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def head_key(space: SearchSpace, params: dict[str, Any]) -> str:
+    """What a trial trains, from its parameters: the completed head (and the learning rate, if searched).
+    Two trials with the same key train the same model from the same seed."""
+    choices = complete_choices(space, {k: v for k, v in params.items() if k != "lr_encoder"})
+    return json.dumps({"choices": choices, "lr_encoder": params.get("lr_encoder")}, sort_keys=True)
+
+
+def _earlier_trial(study, space: SearchSpace, trial):
+    """The finished trial that already trained this trial's head, if any."""
+    from optuna.trial import TrialState
+    key = head_key(space, trial.params)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if "duplicate_of" not in t.user_attrs and "steps" in t.user_attrs and head_key(space, t.params) == key:
+            return t
+    return None
+
+
+def _repeat(trial, earlier) -> float:
+    """Answer a repeated head with the earlier trial's outcome. Its learning curve is copied for TPE
+    (which ranks pruned trials by it), but the pruner is not asked: a repeat is no new evidence for
+    successive halving's rungs."""
+    import optuna
+    from optuna.trial import TrialState
+    for step, value in sorted(earlier.intermediate_values.items()):
+        trial.report(value, step)
+    for key in ("steps", "scores"):
+        trial.set_user_attr(key, earlier.user_attrs[key])
+    trial.set_user_attr("seconds", 0.0)
+    trial.set_user_attr("cpu_seconds", 0.0)
+    trial.set_user_attr("duplicate_of", earlier.number)
+    if earlier.state == TrialState.PRUNED:
+        raise optuna.TrialPruned()
+    return earlier.value
+
+
 def _objective(study, space, task: TaskData, cfg: BOHBConfig, ft: RetrainConfig, make_encoder, meta, rung_steps,
                caches):
     import optuna
@@ -139,6 +188,9 @@ def _objective(study, space, task: TaskData, cfg: BOHBConfig, ft: RetrainConfig,
         arch = Architecture(space.name, suggest_choices(trial, space), **meta)
         trial_ft = replace(ft, lr_encoder=trial.suggest_float("lr_encoder", *LR_RANGE, log=True)) if cfg.search_lr \
             else ft
+        earlier = _earlier_trial(study, space, trial)
+        if earlier is not None:
+            return _repeat(trial, earlier)
         torch.manual_seed(cfg.seed)
         model = build_model(arch, make_encoder(), spec.num_labels)
         t0, cpu0 = time.time(), time.process_time()
@@ -173,7 +225,7 @@ def run_bohb(space: SearchSpace, task: TaskData, cfg: BOHBConfig, ft: RetrainCon
     check_study_settings(study, {"space": space.name, **{f"bohb.{k}": v for k, v in cfg.to_dict().items()
                                                           if k != "trials"},
                                  **{f"fine_tune.{k}": v for k, v in ft_settings.items()}, **(settings or {})}, out_dir)
-    remaining = cfg.trials - _finished(study)
+    remaining = cfg.trials - _distinct(study)
     if remaining > 0:
         # frozen encoder: its outputs on the trials' rows once, for every trial
         t0, cpu0 = time.time(), time.process_time()
@@ -182,8 +234,11 @@ def run_bohb(space: SearchSpace, task: TaskData, cfg: BOHBConfig, ft: RetrainCon
         # the cache is part of the search's cost, as the weight-sharing search counts its own
         for key, spent in (("cache_seconds", time.time() - t0), ("cache_cpu_seconds", time.process_time() - cpu0)):
             study.set_user_attr(key, study.user_attrs.get(key, 0.0) + spent)
-        study.optimize(_objective(study, space, task, cfg, ft, make_encoder, meta, rung_steps, caches),
-                       n_trials=remaining)
+        objective = _objective(study, space, task, cfg, ft, make_encoder, meta, rung_steps, caches)
+        # repeats do not count: ask again until ``trials`` distinct heads are trained or the space runs out
+        while remaining > 0 and len(study.trials) < MAX_PROPOSALS * cfg.trials:
+            study.optimize(objective, n_trials=min(remaining, MAX_PROPOSALS * cfg.trials - len(study.trials)))
+            remaining = cfg.trials - _distinct(study)
     return _summarize(study, space, task.spec, meta, cfg, total, per_epoch, out_dir)
 
 
@@ -193,12 +248,14 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
         if "steps" not in t.user_attrs:
             continue
         # a trial a kill interrupted stays RUNNING in the study: what it spent still counts as cost
+        repeat = t.user_attrs.get("duplicate_of")
         trials.append({"number": t.number, "state": t.state.name.lower(), "proposed_by": t.user_attrs["proposed_by"],
                        "choices": complete_choices(space, {k: v for k, v in t.params.items() if k != "lr_encoder"}),
                        "lr_encoder": t.params.get("lr_encoder"), "metrics": t.user_attrs["scores"],
-                       "epochs": t.user_attrs["steps"] / per_epoch, "seconds": t.user_attrs["seconds"],
-                       "cpu_seconds": t.user_attrs["cpu_seconds"]})
-    complete = [t for t in trials if t["state"] == "complete"]
+                       "duplicate_of": repeat, "epochs": 0.0 if repeat is not None else t.user_attrs["steps"] / per_epoch,
+                       "seconds": t.user_attrs["seconds"], "cpu_seconds": t.user_attrs["cpu_seconds"]})
+    distinct = [t for t in trials if t["duplicate_of"] is None]  # the heads it trained: what the counts count
+    complete = [t for t in distinct if t["state"] == "complete"]
     if not complete:
         raise RuntimeError(f"no BO-HB trial finished its budget; see {out_dir}")
     best = max(complete, key=lambda t: t["metrics"][spec.main_metric])
@@ -207,9 +264,10 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
     upto = trials[:trials.index(best) + 1]  # what the search had spent when it found its best
     cache = (study.user_attrs.get("cache_seconds", 0.0), study.user_attrs.get("cache_cpu_seconds", 0.0))
     summary = {"config": cfg.to_dict(), "trials": trials, "full_budget_epochs": total / per_epoch,
-               "completed": len(complete), "pruned": sum(t["state"] == "pruned" for t in trials),
-               "interrupted": sum(t["state"] == "running" for t in trials),
-               "proposed_by_model": sum(t["proposed_by"] == "model" for t in trials),
+               "distinct_heads": len(distinct), "repeats": len(trials) - len(distinct),
+               "completed": len(complete), "pruned": sum(t["state"] == "pruned" for t in distinct),
+               "interrupted": sum(t["state"] == "running" for t in distinct),
+               "proposed_by_model": sum(t["proposed_by"] == "model" for t in distinct),
                "epochs_spent": sum(t["epochs"] for t in trials),
                "seconds": cache[0] + sum(t["seconds"] for t in trials),
                "cpu_seconds": cache[1] + sum(t["cpu_seconds"] for t in trials),

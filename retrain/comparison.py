@@ -101,8 +101,8 @@ def bo_hyperband_search(space: str, bohb: BOHBConfig, task: TaskData, data: Data
                  settings={"data": data.to_dict(), "encoder": encoder.to_dict()})
     best_ft = replace(ft, lr_encoder=s["best"]["lr_encoder"]) if bohb.search_lr else ft
     cost = {k: s[k] for k in ("seconds", "cpu_seconds", "seconds_to_best", "cpu_seconds_to_best", "epochs_spent",
-                              "completed", "pruned", "proposed_by_model")}
-    return Architecture.load(out / "best_arch.json"), best_ft, {**cost, "trials": len(s["trials"])}
+                              "completed", "pruned", "proposed_by_model", "repeats")}
+    return Architecture.load(out / "best_arch.json"), best_ft, {**cost, "trials": s["distinct_heads"]}
 
 
 def random_head(space: str, seed: int, task: TaskData, encoder: EncoderConfig) -> Architecture:

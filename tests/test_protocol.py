@@ -132,7 +132,8 @@ def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
     assert "validation" in p["selection_split"] and "official dev set (32 rows)" == p["report_split"]
     assert all(set(r["per_seed"]) == {"1", "2"} for r in cmp["rows"].values())
     bo = json.loads((out / "bo_hyperband" / "trials.json").read_text())
-    assert [t["proposed_by"] for t in bo["trials"]] == ["random", "model", "model"]
+    assert [t["proposed_by"] for t in bo["trials"] if t["duplicate_of"] is None] == ["random", "model", "model"]
+    assert bo["distinct_heads"] == 3 and len(bo["trials"]) == 3 + bo["repeats"]
     ws = json.loads((out / "weight_sharing" / "run_config.json").read_text())
     assert ws["train"]["seed"] == 0 and ws["search"]["seed"] == 0 and ws["train"]["freeze_encoder"]
     base = cmp["rows"][cmp["baseline"]]["per_seed"]
@@ -164,3 +165,55 @@ def test_majority_predictor_is_measured_on_the_selection_split():
         head.classifier.linear.weight.zero_()
         head.classifier.linear.bias.copy_(torch.tensor([0.0, 1.0]))  # always class 1
     assert scorer.predicted_class_share(linear) == 1.0
+
+
+def _fake_bohb_task(monkeypatch, scores: dict[str, float]):
+    """run_bohb on a stand-in task whose 'fine-tune' scores a head by its pooling (no model trained):
+    returns the list of heads actually trained."""
+    from types import SimpleNamespace
+
+    import retrain.bohb as bohb
+    import supernet.model
+    trained: list[dict] = []
+    monkeypatch.setattr(supernet.model, "build_model", lambda arch, encoder, n: arch)
+
+    def fine_tune(arch, spec, fit, val, pad_id, cfg, seed, log_dir, desc, eval_every, on_eval, caches):
+        trained.append(dict(arch.choices))
+        for step in range(eval_every, cfg.total_steps(len(fit)) + 1, eval_every):
+            on_eval(step, {"accuracy": scores[arch.choices["pool"]] + 0.01 * step})
+        return {"metrics": {"accuracy": scores[arch.choices["pool"]] + 0.01 * step}}
+    monkeypatch.setattr(bohb, "fine_tune", fine_tune)
+    spec = SimpleNamespace(main_metric="accuracy", num_labels=2)
+    task = SimpleNamespace(spec=spec, fit=list(range(32)), val=list(range(8)), pad_id=0)
+    return task, trained
+
+
+def test_bohb_trains_each_head_once_and_counts_distinct_heads(tmp_path, monkeypatch):
+    """TPE repeats proposals; a repeated head is answered from its earlier trial (same state, same
+    learning curve, no cost) and does not count toward --bohb-trials."""
+    from dataclasses import replace
+
+    from retrain.bohb import MAX_PROPOSALS, BOHBConfig, run_bohb
+    from retrain.run import RetrainConfig
+    from supernet.space import PRESETS
+    # two heads only (cls or mean pooling, no layers, no token block): repeats are certain
+    space = replace(PRESETS["tiny"], name="two-heads", depth=(0,), tok_kind=("none",))
+    monkeypatch.setitem(PRESETS, space.name, space)
+    task, trained = _fake_bohb_task(monkeypatch, {"cls": 0.5, "mean": 0.8})
+    ft = RetrainConfig(epochs=3, batch_size=8, seeds=(1,))
+    s = run_bohb(space, task, BOHBConfig(trials=3, startup=1), ft, lambda: None, {}, tmp_path)
+    assert sorted(h["pool"] for h in trained) == ["cls", "mean"]  # each head trained once
+    assert s["distinct_heads"] == 2 and len(s["trials"]) == MAX_PROPOSALS * 3  # the space ran out
+    assert s["repeats"] == len(s["trials"]) - 2 and s["best"]["choices"]["pool"] == "mean"
+    first = {t["choices"]["pool"]: t for t in s["trials"] if t["duplicate_of"] is None}
+    assert first["cls"]["state"] == "pruned"  # so repeats of a pruned and of a complete trial are both seen
+    for t in s["trials"]:
+        if t["duplicate_of"] is not None:
+            original = first[t["choices"]["pool"]]
+            assert t["duplicate_of"] == original["number"] and t["state"] == original["state"]
+            assert t["metrics"] == original["metrics"] and t["epochs"] == 0 and t["cpu_seconds"] == 0
+    assert s["epochs_spent"] == sum(t["epochs"] for t in first.values())
+    # a resumed study asking for as many heads as it has trains nothing more
+    trained.clear()
+    again = run_bohb(space, task, BOHBConfig(trials=2, startup=1), ft, lambda: None, {}, tmp_path)
+    assert trained == [] and again["distinct_heads"] == 2
