@@ -128,16 +128,18 @@ def make_study(cfg: BOHBConfig, out_dir: Path):
                                load_if_exists=True, direction="maximize", sampler=sampler, pruner=pruner)
 
 
-def _finished(study) -> int:
+def _finished_trials(study) -> list:
     from optuna.trial import TrialState
-    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+
+
+def _finished(study) -> int:
+    return len(_finished_trials(study))
 
 
 def _distinct(study) -> int:
     """Finished trials that trained their head (repeats of an earlier head excluded)."""
-    from optuna.trial import TrialState
-    return sum("duplicate_of" not in t.user_attrs
-               for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+    return sum("duplicate_of" not in t.user_attrs for t in _finished_trials(study))
 
 
 def head_key(space: SearchSpace, params: dict[str, Any]) -> str:
@@ -149,9 +151,8 @@ def head_key(space: SearchSpace, params: dict[str, Any]) -> str:
 
 def _earlier_trial(study, space: SearchSpace, trial):
     """The finished trial that already trained this trial's head, if any."""
-    from optuna.trial import TrialState
     key = head_key(space, trial.params)
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+    for t in _finished_trials(study):
         if "duplicate_of" not in t.user_attrs and "steps" in t.user_attrs and head_key(space, t.params) == key:
             return t
     return None
