@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -240,6 +241,10 @@ def run_bohb(space: SearchSpace, task: TaskData, cfg: BOHBConfig, ft: RetrainCon
         while remaining > 0 and len(study.trials) < MAX_PROPOSALS * cfg.trials:
             study.optimize(objective, n_trials=min(remaining, MAX_PROPOSALS * cfg.trials - len(study.trials)))
             remaining = cfg.trials - _distinct(study)
+        if remaining > 0:
+            print(f"BO-HB: {cfg.trials - remaining} distinct heads of the {cfg.trials} asked (--bohb-trials) after "
+                  f"{len(study.trials)} proposals; the rest repeated heads already trained (a small space?)",
+                  file=sys.stderr)
     return _summarize(study, space, task.spec, meta, cfg, total, per_epoch, out_dir)
 
 

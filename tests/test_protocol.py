@@ -188,7 +188,7 @@ def _fake_bohb_task(monkeypatch, scores: dict[str, float]):
     return task, trained
 
 
-def test_bohb_trains_each_head_once_and_counts_distinct_heads(tmp_path, monkeypatch):
+def test_bohb_trains_each_head_once_and_counts_distinct_heads(tmp_path, monkeypatch, capsys):
     """TPE repeats proposals; a repeated head is answered from its earlier trial (same state, same
     learning curve, no cost) and does not count toward --bohb-trials."""
     from dataclasses import replace
@@ -204,6 +204,7 @@ def test_bohb_trains_each_head_once_and_counts_distinct_heads(tmp_path, monkeypa
     s = run_bohb(space, task, BOHBConfig(trials=3, startup=1), ft, lambda: None, {}, tmp_path)
     assert sorted(h["pool"] for h in trained) == ["cls", "mean"]  # each head trained once
     assert s["distinct_heads"] == 2 and len(s["trials"]) == MAX_PROPOSALS * 3  # the space ran out
+    assert "2 distinct heads of the 3 asked (--bohb-trials) after 30 proposals" in capsys.readouterr().err
     assert s["repeats"] == len(s["trials"]) - 2 and s["best"]["choices"]["pool"] == "mean"
     first = {t["choices"]["pool"]: t for t in s["trials"] if t["duplicate_of"] is None}
     assert first["cls"]["state"] == "pruned"  # so repeats of a pruned and of a complete trial are both seen
