@@ -143,11 +143,16 @@ def _distinct(study) -> int:
     return sum("duplicate_of" not in t.user_attrs for t in _finished_trials(study))
 
 
+def trial_choices(space: SearchSpace, params: dict[str, Any]) -> dict[str, Any]:
+    """The head a trial's parameters describe (its searched learning rate, if any, left out)."""
+    return complete_choices(space, {k: v for k, v in params.items() if k != "lr_encoder"})
+
+
 def head_key(space: SearchSpace, params: dict[str, Any]) -> str:
     """What a trial trains, from its parameters: the completed head (and the learning rate, if searched).
     Two trials with the same key train the same model from the same seed."""
-    choices = complete_choices(space, {k: v for k, v in params.items() if k != "lr_encoder"})
-    return json.dumps({"choices": choices, "lr_encoder": params.get("lr_encoder")}, sort_keys=True)
+    return json.dumps({"choices": trial_choices(space, params), "lr_encoder": params.get("lr_encoder")},
+                      sort_keys=True)
 
 
 def _earlier_trial(study, space: SearchSpace, trial):
@@ -256,7 +261,7 @@ def _summarize(study, space, spec, meta, cfg, total, per_epoch, out_dir: Path) -
         # a trial a kill interrupted stays RUNNING in the study: what it spent still counts as cost
         repeat = t.user_attrs.get("duplicate_of")
         trials.append({"number": t.number, "state": t.state.name.lower(), "proposed_by": t.user_attrs["proposed_by"],
-                       "choices": complete_choices(space, {k: v for k, v in t.params.items() if k != "lr_encoder"}),
+                       "choices": trial_choices(space, t.params),
                        "lr_encoder": t.params.get("lr_encoder"), "metrics": t.user_attrs["scores"],
                        "duplicate_of": repeat, "epochs": 0.0 if repeat is not None else t.user_attrs["steps"] / per_epoch,
                        "seconds": t.user_attrs["seconds"], "cpu_seconds": t.user_attrs["cpu_seconds"]})
