@@ -10,6 +10,7 @@
 #
 # The full regime's grid can be narrowed (a full grid is ~5 CPU hours on 2 cores), e.g.
 #   FULL_TASKS=mrpc FULL_EPOCHS=5 bench/budget_sweep.sh OUT full
+# and the small regime's tasks with SMALL_TASKS="sst2 stsb".
 set -euo pipefail
 out=${1:?usage: budget_sweep.sh OUT_DIR [small|full ...]}; shift
 regimes=${*:-small full}
@@ -22,7 +23,7 @@ run() {  # regime task lr epochs [rows]
 }
 for regime in $regimes; do
   if [ "$regime" = small ]; then  # Kenneweg et al.'s small tasks: the first 500 training rows
-    for task in mrpc cola stsb sst2; do for lr in 5e-5 1e-4; do for ep in 10 20; do
+    for task in ${SMALL_TASKS:-mrpc cola stsb sst2}; do for lr in 5e-5 1e-4; do for ep in 10 20; do
       run small $task $lr $ep 500; done; done; done
   else
     for ep in ${FULL_EPOCHS:-10 3}; do for lr in ${FULL_LRS:-5e-5 2e-5 1e-4}; do
