@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -176,9 +177,36 @@ def read_records(path: Path) -> list[dict]:
                 return records
             if suffix not in (".csv", ".tsv", ".txt"):
                 raise InputError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
-            return list(csv.DictReader(f, delimiter="\t" if suffix != ".csv" else ","))
+            text = f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+    rows = _delimited_rows(text, path, "\t" if suffix != ".csv" else ",")
+    return [dict(zip(rows[0], r)) for r in rows[1:]] if rows else []
+
+
+def _delimited_rows(text: str, path: Path, delimiter: str) -> list[list[str]]:
+    """Rows of a CSV or TSV, each as wide as the header. CSV-style quoting (``"say ""hi"" now"``, as pandas writes
+    it) where the whole file parses that way; else, for a TSV, quote characters as text (GLUE's convention:
+    MRPC and STS-B hold fields that open a quote and never close it, which CSV quoting would silently merge
+    with the rows after them: 1,470 rows read from STS-B's 1,500-row dev.tsv)."""
+    attempts = [{"strict": True}] + ([{"quoting": csv.QUOTE_NONE}] if delimiter == "\t" else [])
+    problem = ""
+    for kwargs in attempts:
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter, **kwargs)
+        rows, lines = [], []
+        try:
+            for row in reader:
+                if row:  # blank lines are not rows (as csv.DictReader has it)
+                    rows.append(row)
+                    lines.append(reader.line_num)
+        except csv.Error as e:
+            problem = f"line {reader.line_num}: {e}"
+            continue
+        bad = next((i for i, r in enumerate(rows) if len(r) != len(rows[0])), None)
+        if bad is None:
+            return rows
+        problem = f"line {lines[bad]} has {len(rows[bad])} fields, the header {len(rows[0])}"
+    raise InputError(f"{path}: {problem}; every row needs one value per header column")
 
 
 def read_table(path: Path, spec: TaskSpec, records: list[dict] | None = None) -> TextSplit:
