@@ -1,0 +1,24 @@
+# per-genre dev Pearson of each arm's retrained model.pt (its best seed) in a STS-B compare dir
+import json, sys
+from pathlib import Path
+import numpy as np
+from scipy import stats
+from retrain.predict import PredictConfig, predict_file
+from supernet.data import read_records
+d = Path(sys.argv[1]); dev = Path(sys.argv[2]); out = Path(sys.argv[3]); out.mkdir(parents=True, exist_ok=True)
+rec = read_records(dev)
+gold = np.array([float(r["score"]) for r in rec]); genre = np.array([r["genre"] for r in rec])
+rows = {}
+for arm in ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head"]:
+    m = d / "retrain" / arm / "model.pt"
+    if not m.exists(): continue
+    p = predict_file(str(m), PredictConfig(input=str(dev), output=str(out / f"{arm}.csv"), overwrite=True))
+    pred = np.array([float(r["prediction"]) for r in read_records(Path(p))])
+    r = {"all": stats.pearsonr(pred, gold)[0]}
+    for g in sorted(set(genre)): r[g] = stats.pearsonr(pred[genre == g], gold[genre == g])[0]
+    r["not captions"] = stats.pearsonr(pred[genre != "main-captions"], gold[genre != "main-captions"])[0]
+    seeds = {s.name: json.load(open(s / "result.json"))["metrics"]["pearson"] for s in (d / "retrain" / arm).glob("seed_*")}
+    r["seed"] = min(seeds, key=lambda s: abs(seeds[s] - r["all"]))  # model.pt is the best seed's
+    r["seed_result"] = seeds[r["seed"]]
+    rows[arm] = r; print(arm, {k: round(v, 4) if isinstance(v, float) else v for k, v in r.items()}, flush=True)
+json.dump(rows, open(out / "genre.json", "w"), indent=1)
