@@ -2,9 +2,9 @@
 import json, sys
 from pathlib import Path
 import numpy as np
-from scipy import stats
 from retrain.predict import PredictConfig, predict_file
 from supernet.data import read_records
+from supernet.metrics import pearson  # the metric the retrain results were scored with
 d = Path(sys.argv[1]); dev = Path(sys.argv[2]); out = Path(sys.argv[3]); out.mkdir(parents=True, exist_ok=True)
 rec = read_records(dev)
 gold = np.array([float(r["score"]) for r in rec]); genre = np.array([r["genre"] for r in rec])
@@ -14,9 +14,9 @@ for arm in ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_h
     if not m.exists(): continue
     p = predict_file(str(m), PredictConfig(input=str(dev), output=str(out / f"{arm}.csv"), overwrite=True))
     pred = np.array([float(r["prediction"]) for r in read_records(Path(p))])
-    r = {"all": stats.pearsonr(pred, gold)[0]}
-    for g in sorted(set(genre)): r[g] = stats.pearsonr(pred[genre == g], gold[genre == g])[0]
-    r["not captions"] = stats.pearsonr(pred[genre != "main-captions"], gold[genre != "main-captions"])[0]
+    r = {"all": pearson(pred, gold)}
+    for g in sorted(set(genre)): r[g] = pearson(pred[genre == g], gold[genre == g])
+    r["not captions"] = pearson(pred[genre != "main-captions"], gold[genre != "main-captions"])
     seeds = {s.name: json.load(open(s / "result.json"))["metrics"]["pearson"] for s in (d / "retrain" / arm).glob("seed_*")}
     r["seed"] = min(seeds, key=lambda s: abs(seeds[s] - r["all"]))  # model.pt is the best seed's
     r["seed_result"] = seeds[r["seed"]]
