@@ -15,11 +15,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from retrain.run import RetrainConfig, RetrainPlan, frozen_caches, retrain_heads  # noqa: E402
-from supernet.arch import linear_architecture  # noqa: E402
-from supernet.data import DataConfig, load_task  # noqa: E402
-from supernet.encoder import EncoderConfig, load_tokenizer  # noqa: E402
-from supernet.files import atomic_write_json  # noqa: E402
+from retrain.run import RetrainConfig, RetrainPlan, retrain_heads  # noqa: E402
+from supernet.core.files import atomic_write_json  # noqa: E402
+from supernet.data.sources import DataConfig
+from supernet.data.splits import load_task  # noqa: E402
+from supernet.nn.arch import linear_architecture  # noqa: E402
+from supernet.nn.encoder import EncoderConfig, load_tokenizer  # noqa: E402
+from supernet.train.frozen import frozen_caches  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -35,7 +37,7 @@ def main(argv=None) -> dict:
     for name in args.tasks.split(","):
         data = DataConfig(task=name, max_train_samples=args.max_train_samples)
         task = load_task(data, load_tokenizer(None))
-        caches = frozen_caches(encoder.load(), task.train, task.dev, task.pad_id, False, "cpu")
+        caches = frozen_caches(encoder.load(), (task.train, task.dev), task.pad_id, False, "cpu")
         heads = [(h, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
                  for h, pool in (("linear", "pooler"), ("linear_mean", "mean"))]
         for lr in args.lrs.split(","):

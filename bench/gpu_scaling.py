@@ -33,15 +33,16 @@ from pathlib import Path
 import torch
 
 from retrain.run import RetrainConfig, fine_tune
-from supernet.arch import linear_architecture
-from supernet.model import build_model
-from supernet.scoring import save_search_state
-from supernet.data import DataConfig, TRAIN, encode, load_splits
-from supernet.encoder import load_encoder, load_tokenizer, resolve_model
-from supernet.model import HeadSupernet
-from supernet.space import get_space
-from supernet.scoring import dev_features
-from supernet.train import TrainConfig, train_supernet
+from supernet.data.encoded import encode
+from supernet.data.sources import TRAIN, DataConfig, load_splits
+from supernet.nn.arch import linear_architecture
+from supernet.nn.encoder import load_encoder, load_tokenizer, resolve_model
+from supernet.nn.model import build_model
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.scoring.candidates import save_search_state
+from supernet.train.frozen import supernet_cache
+from supernet.train.supernet import TrainConfig, train_supernet
 
 # Shapes of the encoders the table speaks of (BertConfig keys); the weights are random.
 ENCODERS = {
@@ -136,13 +137,13 @@ def measure_task(args, task: str, model_dir: str, batches: list[int]) -> dict:
     out["encoder_params"] = sum(p.numel() for p in net.encoder.parameters())
     out["head_supernet_params"] = sum(p.numel() for p in net.head.parameters())
     calib = encode(splits[TRAIN].head(512), tok, data_cfg.max_length, None)
-    dev_features(net, calib, pad, device=args.device)  # warm-up
+    supernet_cache(net, calib, pad, args.device)  # warm-up
     sync(args.device)
     t = time.perf_counter()
-    feats = dev_features(net, full_dev, pad, device=args.device)
+    feats = supernet_cache(net, full_dev, pad, args.device)
     sync(args.device)
     out["features_seq_per_s"] = len(full_dev) / (time.perf_counter() - t)
-    cal = dev_features(net, calib, pad, device=args.device)
+    cal = supernet_cache(net, calib, pad, args.device)
     with tempfile.TemporaryDirectory() as d:
         state = Path(d) / "search_state.pt"
         net.cpu()

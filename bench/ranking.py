@@ -21,12 +21,10 @@ Resumable: finished stand-alone seeds and finished supernets are kept.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +35,14 @@ sys.path.insert(0, str(ROOT))
 from retrain.run import RetrainConfig, RetrainPlan, retrain_heads  # noqa: E402
 from strategies.config import SearchConfig  # noqa: E402
 from strategies.pipeline import SearchJob, run_search  # noqa: E402
-from supernet.arch import Architecture  # noqa: E402
-from supernet.data import DataConfig, TaskData, load_task  # noqa: E402
-from supernet.encoder import EncoderConfig, load_tokenizer  # noqa: E402
-from supernet.files import atomic_write_json  # noqa: E402
-from supernet.scoring import SEARCH_STATE, CandidateScorer  # noqa: E402
-from supernet.space import get_space  # noqa: E402
-from supernet.train import TrainConfig  # noqa: E402
+from supernet.core.files import atomic_write_json  # noqa: E402
+from supernet.data.sources import DataConfig
+from supernet.data.splits import TaskData, load_task  # noqa: E402
+from supernet.nn.arch import Architecture  # noqa: E402
+from supernet.nn.encoder import EncoderConfig, load_tokenizer  # noqa: E402
+from supernet.nn.space import get_space  # noqa: E402
+from supernet.scoring.candidates import SEARCH_STATE, CandidateScorer  # noqa: E402
+from supernet.train.supernet import TrainConfig  # noqa: E402
 
 # variant -> (supernet training overrides, batch-norm recalibration when scoring)
 VARIANTS = {
@@ -145,7 +144,7 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
 
 def supernet_cost(out: Path, variant: str) -> dict[str, float]:
     """Wall and CPU seconds the variant's supernet training took (resumes included): a remedy's price."""
-    from supernet.loop import load_checkpoint
+    from supernet.train.loop import load_checkpoint
     progress = load_checkpoint(supernet_dir(out, variant) / "checkpoint.pt")["progress"]
     return {"supernet_seconds": progress["seconds"], "supernet_cpu_seconds": progress["cpu_seconds"]}
 

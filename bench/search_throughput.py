@@ -30,12 +30,13 @@ import torch
 
 from strategies.config import SearchConfig
 from strategies.evolution import run_experiment
-from supernet.scoring import CandidateScorer, save_search_state
-from supernet.data import DataConfig, TRAIN, encode, load_splits
-from supernet.encoder import load_encoder, load_tokenizer
-from supernet.model import HeadSupernet
-from supernet.space import get_space
-from supernet.scoring import dev_features
+from supernet.data.encoded import encode
+from supernet.data.sources import TRAIN, DataConfig, load_splits
+from supernet.nn.encoder import load_encoder, load_tokenizer
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.scoring.candidates import CandidateScorer, save_search_state
+from supernet.train.frozen import supernet_cache
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +94,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         t = time.perf_counter()
-        feats, cal = dev_features(net, dev, pad), dev_features(net, calib, pad)
+        feats, cal = supernet_cache(net, dev, pad), supernet_cache(net, calib, pad)
         out["features_seconds"] = time.perf_counter() - t
         state = d / "search_state.pt"
         save_search_state(state, net.head, spec.metrics, feats, dev.labels, cal)

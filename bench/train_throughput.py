@@ -21,13 +21,14 @@ from pathlib import Path
 import torch
 
 from retrain.run import RetrainConfig, fine_tune
-from supernet.arch import linear_architecture
-from supernet.model import build_model
-from supernet.data import DataConfig, TRAIN, encode, load_splits
-from supernet.encoder import load_encoder, load_tokenizer
-from supernet.model import HeadSupernet
-from supernet.space import get_space
-from supernet.train import TrainConfig, train_supernet
+from supernet.data.encoded import encode
+from supernet.data.sources import TRAIN, DataConfig, load_splits
+from supernet.nn.arch import linear_architecture
+from supernet.nn.encoder import load_encoder, load_tokenizer
+from supernet.nn.model import build_model
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.train.supernet import TrainConfig, train_supernet
 
 
 def parse_args(argv=None):

@@ -41,16 +41,17 @@ from typing import Any, Callable
 
 import torch
 
-from supernet.arch import Architecture
-from supernet.config import Config, arg
-from supernet.data import TaskData
-from supernet.errors import InputError
-from supernet.files import atomic_write_json
-from supernet.loop import steps_per_epoch
-from supernet.space import LAYER_KINDS, SearchSpace, layer_label
-from supernet.tokens import TOKEN_KINDS
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_write_json
+from supernet.data.splits import TaskData
+from supernet.nn.arch import Architecture
+from supernet.nn.space import LAYER_KINDS, SearchSpace, layer_label
+from supernet.nn.tokens import TOKEN_KINDS
+from supernet.train.frozen import frozen_caches
+from supernet.train.loop import steps_per_epoch
 
-from .run import RetrainConfig, fine_tune, frozen_caches
+from .run import RetrainConfig, fine_tune
 
 STUDY = "study.db"
 LR_RANGE = (1e-5, 1e-4)  # the paper's learning-rate range (log-uniform), with --bohb-search-lr
@@ -186,7 +187,7 @@ def _objective(study, space, task: TaskData, cfg: BOHBConfig, ft: RetrainConfig,
                caches):
     import optuna
 
-    from supernet.model import build_model
+    from supernet.nn.model import build_model
     spec = task.spec
 
     def objective(trial) -> float:
@@ -236,7 +237,7 @@ def run_bohb(space: SearchSpace, task: TaskData, cfg: BOHBConfig, ft: RetrainCon
     if remaining > 0:
         # frozen encoder: its outputs on the trials' rows once, for every trial
         t0, cpu0 = time.time(), time.process_time()
-        caches = frozen_caches(make_encoder(), task.fit, task.val, task.pad_id, space.has_tokens, ft.device) \
+        caches = frozen_caches(make_encoder(), (task.fit, task.val), task.pad_id, space.has_tokens, ft.device) \
             if ft.freeze_encoder else None
         # the cache is part of the search's cost, as the weight-sharing search counts its own
         for key, spent in (("cache_seconds", time.time() - t0), ("cache_cpu_seconds", time.process_time() - cpu0)):

@@ -1,11 +1,11 @@
 """Command line of ``python -m retrain`` (the work is ``retrain.run.run_retrain``)."""
 from __future__ import annotations
 
-from supernet.cli import add_config_group, parser, run_cli
-from supernet.config import from_args
-from supernet.data import DataConfig
-from supernet.encoder import EncoderConfig
-from supernet.files import OutputConfig
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import from_args
+from supernet.core.files import OutputConfig
+from supernet.data.sources import DataConfig
+from supernet.nn.encoder import EncoderConfig
 
 from .run import HeadsConfig, RetrainConfig, run_retrain
 

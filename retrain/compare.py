@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from supernet.cli import add_config_group, parser, run_cli
-from supernet.config import from_args
-from supernet.data import DataConfig
-from supernet.encoder import EncoderConfig
-from supernet.files import OutputConfig
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import from_args
+from supernet.core.files import OutputConfig
+from supernet.data.sources import DataConfig
+from supernet.nn.encoder import EncoderConfig
 
 from .bohb import BOHBConfig
 from .comparison import CompareConfig, run_compare

@@ -28,17 +28,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from supernet.arch import Architecture, linear_architecture
-from supernet.config import Config, arg
-from supernet.data import DataConfig, TaskData, load_task
-from supernet.encoder import EncoderConfig, load_tokenizer
-from supernet.errors import InputError
-from supernet.files import atomic_write_json, atomic_write_text, claim_output_dir, read_json
-from supernet.space import get_space, names_backbone_choices
-from supernet.train import RUN_CONFIG, TrainConfig
-
 from strategies.config import SearchConfig
 from strategies.pipeline import SearchJob, SearchResult, run_search
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_write_json, atomic_write_text, claim_output_dir
+from supernet.data.sources import DataConfig
+from supernet.data.splits import TaskData, load_task
+from supernet.nn.arch import Architecture, linear_architecture
+from supernet.nn.encoder import EncoderConfig, load_tokenizer
+from supernet.nn.space import get_space, names_backbone_choices, space_arg
+from supernet.train.supernet import RUN_CONFIG, TrainConfig
 
 from .bohb import BOHBConfig, run_bohb
 from .run import RetrainConfig, RetrainPlan, retrain_heads
@@ -50,7 +50,7 @@ LINEAR_HEADS = {"linear": "pooler", "linear_mean": "mean"}  # arm -> pooling of 
 class CompareConfig(Config):
     """The searches' budgets and the selection seed (retrains and BO-HB trials share the fine-tuning flags)."""
 
-    space: str = arg("paper", "search-space preset, for both searches and the random head")
+    space: str = space_arg()  # both searches' and the random head's (a head space: BO-HB searches heads only)
     search_trials: int = arg(50, "evolution trials over the supernet (and random subnets it is compared with)")
     supernet_epochs: float | None = arg(None, "supernet fine-tuning epochs (default: --epochs, the same budget "
                                               "as one retrain)")

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from supernet.cli import add_config_group, parser, run_cli
-from supernet.config import Config, arg, from_args
-from supernet.data import read_records
-from supernet.errors import InputError, MissingInput
-from supernet.files import atomic_write_text
-from supernet.model import FrozenModel, load_model
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import Config, arg, from_args
+from supernet.core.errors import InputError, MissingInput
+from supernet.core.files import atomic_write_text
+from supernet.data.readers import read_records
+from supernet.nn.model import FrozenModel
+from supernet.nn.saved import load_model
 
 
 @dataclass(frozen=True)

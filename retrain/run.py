@@ -15,22 +15,32 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from supernet import distributed
-from supernet.arch import Architecture, linear_architecture
-from supernet.config import Config, arg
-from supernet.cost import model_costs
-from supernet.data import DataConfig, Encoded, TaskData, pad_batch
-from supernet.encoder import EncoderConfig, resolve_model
-from supernet.errors import InputError
-from supernet.frozen import EncoderCache
-from supernet.metrics import compute_metrics
-from supernet.files import atomic_write_json, atomic_write_text, read_json
-from supernet.loop import (EpochBatches, FineTuneConfig, Loop, loss_fn, make_optimizer, resume_progress,
-                           steps_per_epoch)
-from supernet.model import FrozenModel, build_model, plain_head, save_model
-from supernet.scoring import evaluate
-from supernet.tasks import TASKS, TaskSpec
-from supernet.train import load_supernet
+from supernet.core import distributed
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_write_json, atomic_write_text, read_json
+from supernet.data.encoded import Encoded, pad_batch
+from supernet.data.sources import DataConfig
+from supernet.data.splits import TaskData
+from supernet.data.tasks import TASKS, TaskSpec
+from supernet.nn.arch import Architecture, linear_architecture
+from supernet.nn.encoder import EncoderConfig, resolve_model
+from supernet.nn.head import plain_head
+from supernet.nn.model import FrozenModel, build_model
+from supernet.nn.saved import save_model
+from supernet.scoring.candidates import evaluate
+from supernet.scoring.cost import model_costs
+from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches
+from supernet.train.loop import (
+    EpochBatches,
+    FineTuneConfig,
+    Loop,
+    loss_fn,
+    make_optimizer,
+    resume_progress,
+    steps_per_epoch,
+)
+from supernet.train.supernet import load_supernet
 
 MODEL_FILE = "model.pt"
 CHECKPOINT = "checkpoint.pt"
@@ -76,9 +86,9 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
     device = torch.device(cfg.device)
     model.to(device).train()
+    apply_regime(model.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:
-        model.encoder.requires_grad_(False)
-        caches = caches or frozen_caches(model.encoder, train, dev, pad_id, model.tokens is not None, cfg.device)
+        caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.tokens is not None, cfg.device)
     distributed.check_batch(cfg.batch_size)
     trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
     total = cfg.total_steps(len(train))
@@ -96,7 +106,8 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
             return loss_fn(spec, trained(**batch), labels)
 
     def score(step: int) -> dict[str, float]:
-        return evaluate_cached(model, caches[1], dev, spec) if caches else evaluate(model, dev, spec, pad_id, cfg.device)
+        return (evaluate_cached(model, caches[1], dev.labels, spec) if caches
+                else evaluate(model, dev, spec, pad_id, cfg.device))
 
     loop = Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc, checkpoint=checkpoint,
                 checkpoint_every=cfg.checkpoint_every, checkpoint_at_end=False, log_dir=log_dir,
@@ -104,24 +115,6 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     progress = loop.run(train_step, progress, score, on_eval)
     return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
             "steps": total, "seconds": progress.seconds, "cpu_seconds": progress.cpu_seconds}
-
-
-def frozen_caches(encoder, train: Encoded, dev: Encoded, pad_id: int, keep_hidden: bool, device: str
-                  ) -> tuple[EncoderCache, EncoderCache]:
-    """The frozen encoder's outputs on the training and the evaluation rows, computed once."""
-    return (EncoderCache(encoder, train, pad_id, keep_hidden, device),
-            EncoderCache(encoder, dev, pad_id, keep_hidden, device))
-
-
-@torch.no_grad()
-def evaluate_cached(model: FrozenModel, cache: EncoderCache, data: Encoded, spec: TaskSpec) -> dict[str, float]:
-    """``evaluate`` on the frozen encoder's cached outputs."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    outputs = torch.cat([model(features=f).float().cpu() for _, f in cache.batches(device=device)])
-    model.train(was_training)
-    return compute_metrics(spec.metrics, outputs.numpy(), data.labels)
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:
@@ -289,7 +282,7 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     spec, hidden = plan.task.spec, plan.encoder.hidden_size()
     if plan.cfg.freeze_encoder and plan.caches is None:  # the encoder's outputs once, for every head and seed
         tokens = any(a.search_space.uses_tokens(a.choices) for _, a in heads)
-        plan = replace(plan, caches=frozen_caches(plan.encoder.load(), plan.task.train, plan.task.dev,
+        plan = replace(plan, caches=frozen_caches(plan.encoder.load(), (plan.task.train, plan.task.dev),
                                                   plan.task.pad_id, tokens, plan.cfg.device))
     results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": plan.encoder.name,
                                "num_hidden_layers": plan.encoder.num_hidden_layers, "config": plan.cfg.to_dict(),
@@ -334,9 +327,9 @@ def run_retrain(architecture: str, heads_cfg: HeadsConfig, task: str | None, mak
     ``make_data(task)`` (the task given, else the architecture record's)."""
     import time
 
-    from supernet.data import load_task
-    from supernet.encoder import load_tokenizer
-    from supernet.files import claim_output_dir
+    from supernet.core.files import claim_output_dir
+    from supernet.data.splits import load_task
+    from supernet.nn.encoder import load_tokenizer
     cfg = replace(cfg, device=distributed.init_from_env(cfg.device))  # under torchrun: data parallel
     task_name, heads = resolve_heads(architecture, heads_cfg, task, encoder)
     data = make_data(task_name)

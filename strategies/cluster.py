@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from supernet.errors import InputError
+from supernet.core.errors import InputError
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supernet.config import Config, arg
-from supernet.cost import PENALTIES, Objective
-from supernet.errors import InputError
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.scoring.cost import PENALTIES, Objective
 
 from .registry import NAMES, StrategySpec, get_strategy
 

@@ -18,10 +18,10 @@ from typing import Any, Callable, Mapping
 import torch
 from nni.nas.strategy.utils import DeduplicationHelper
 
-from supernet.errors import InputError
-from supernet.files import atomic_torch_save
-from supernet.scoring import cached_scorer
-from supernet.space import get_space
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_torch_save
+from supernet.nn.space import get_space
+from supernet.scoring.candidates import cached_scorer
 
 from .config import SearchConfig
 from .trials import LEDGER, STRATEGY_STATE, read_ledger, run_nni

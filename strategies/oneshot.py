@@ -34,16 +34,15 @@ from typing import Any, Mapping
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from nni.nas.oneshot.pytorch.base_lightning import BaseOneShotLightningModule
 from nni.nas.oneshot.pytorch.supermodule.base import BaseSuperNetModule
+from torch import nn
 
-from supernet.errors import InputError
-from supernet.model import SuperHead
-from supernet.nni_compat import patch_darts_arch_parameter_order
-from supernet.ops import Mixture
-from supernet.space import SearchSpace
+from supernet.core.errors import InputError
+from supernet.core.nni_compat import patch_darts_arch_parameter_order
+from supernet.nn.head import SuperHead
+from supernet.nn.ops import Mixture
+from supernet.nn.space import SearchSpace
 
 from .config import OneShotConfig
 from .registry import get_strategy

@@ -20,13 +20,13 @@ import pytorch_lightning as pl
 import torch
 from nni.nas.evaluator.pytorch import DataLoader, Lightning, LightningModule, Trainer
 
-from supernet.data import Encoded, batch_indices, pad_batch
-from supernet.model import HeadSupernet
-from supernet.tasks import TaskSpec
-from supernet.errors import InputError
-from supernet.loop import load_checkpoint, loss_fn, make_optimizer
-from supernet.scoring import dev_features, score_heads
-from supernet.train import TrainConfig, probe_architectures
+from supernet.core.errors import InputError
+from supernet.data.encoded import Encoded, batch_indices, pad_batch
+from supernet.data.tasks import TaskSpec
+from supernet.nn.supernet import HeadSupernet
+from supernet.train.frozen import score_heads, supernet_cache
+from supernet.train.loop import load_checkpoint, loss_fn, make_optimizer
+from supernet.train.supernet import TrainConfig, probe_architectures
 
 from .config import OneShotConfig
 from .oneshot import GumbelPolicy, OneShotHead, make_oneshot_strategy
@@ -147,7 +147,7 @@ class ProbeCallback(pl.Callback):
 
     def evaluate(self, trainer, pl_module) -> None:
         head: OneShotHead = self.supernet.head
-        feats = dev_features(self.supernet, self.dev, self.pad_id, device=self.device)
+        feats = supernet_cache(self.supernet, self.dev, self.pad_id, self.device)
         writer = trainer.logger.experiment
         if self.weights_only:
             for i, scores in enumerate(score_heads(head.origin, self.spec, feats, self.dev.labels, self.probes)):

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,17 +14,18 @@ from typing import Any
 
 import torch
 
-from supernet import distributed
-from supernet.arch import Architecture
-from supernet.config import Config
-from supernet.data import DataConfig, TaskData, load_task
-from supernet.encoder import EncoderConfig, load_tokenizer
-from supernet.errors import InputError, MissingInput
-from supernet.files import atomic_write_json, claim_output_dir, read_json
-from supernet.model import HeadSupernet
-from supernet.scoring import SEARCH_STATE, CandidateScorer, write_search_state
-from supernet.space import SearchSpace, bind_space
-from supernet.train import RUN_CONFIG, TrainConfig, train_supernet
+from supernet.core import distributed
+from supernet.core.errors import InputError, MissingInput
+from supernet.core.files import atomic_write_json, claim_output_dir, read_json
+from supernet.data.sources import DataConfig
+from supernet.data.splits import TaskData, load_task
+from supernet.nn.arch import Architecture
+from supernet.nn.encoder import EncoderConfig, load_tokenizer
+from supernet.nn.space import SearchSpace, bind_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.scoring.candidates import SEARCH_STATE, CandidateScorer, write_search_state
+from supernet.train.frozen import apply_regime
+from supernet.train.supernet import RUN_CONFIG, TrainConfig, train_supernet
 
 from . import report
 from .config import DISPLAY_FIELDS, OneShotConfig, SearchConfig
@@ -140,7 +140,7 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
         raise InputError(f"--strategy {search.strategy} trains through NNI's one-shot engine in one process; "
                          "under torchrun use --strategy evolution or random")
     if distributed.is_main() and search.webui and search.multi_trial:
-        from .trials import check_port_free
+        from supernet.core.webui import check_port_free
         check_port_free(search.port)  # now, not after an hour of supernet training
     task = load_task(job.data, load_tokenizer(job.encoder.model))
     encoder = job.encoder.load()
@@ -148,8 +148,7 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
     check_strategy_space(search, space)
     torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
     supernet = HeadSupernet(encoder, space, task.spec.num_labels)  # a non-BERT layout fails here, before the claim
-    if train_cfg.freeze_encoder:
-        supernet.encoder.requires_grad_(False)
+    apply_regime(supernet.encoder, train_cfg.freeze_encoder)
     return _Prepared(task, supernet)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from supernet.errors import InputError
+from supernet.core.errors import InputError
 
 MULTI_TRIAL, ONE_SHOT_KIND = "multi-trial", "one-shot"
 

@@ -6,10 +6,10 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from supernet.arch import Architecture
-from supernet.cost import model_costs, pareto_front, plot_pareto
-from supernet.files import atomic_write_json
-from supernet.scoring import CandidateScorer
+from supernet.core.files import atomic_write_json
+from supernet.nn.arch import Architecture
+from supernet.scoring.candidates import CandidateScorer
+from supernet.scoring.cost import model_costs, pareto_front, plot_pareto
 
 SUMMARY = "search_summary.json"
 

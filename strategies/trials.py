@@ -17,7 +17,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import sys
 import threading
 import time
@@ -28,12 +27,12 @@ from typing import Any
 import nni
 from torch import nn
 
-from supernet.errors import InputError
-from supernet.files import atomic_write_text
-from supernet.model import LabelSpace
-from supernet.nni_compat import patch_nnictl_lock
-from supernet.scoring import cached_scorer
-from supernet.space import get_space
+from supernet.core.files import atomic_write_text
+from supernet.core.nni_compat import patch_nnictl_lock
+from supernet.core.webui import check_port_free
+from supernet.nn.space import get_space
+from supernet.nn.supernet import LabelSpace
+from supernet.scoring.candidates import cached_scorer
 
 from .config import SearchConfig
 
@@ -175,18 +174,6 @@ class ScoringServer:
 
     def close(self) -> None:
         self.listener.close()
-
-
-def check_port_free(port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        # as servers (NNI's manager among them) bind: a port whose last server closed a moment ago
-        # keeps TIME_WAIT connections for a minute, and without this it would look "in use"
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            raise InputError(f"port {port} is already in use (another NNI experiment or web server?); "
-                             f"pick another with --port") from None
 
 
 def stop_stale_manager(work_dir: Path, port: int) -> None:

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import sys
 
-from .analysis import AnalysisConfig, analyze
-from .cli import add_config_group, parser, run_cli
-from .config import from_args
-from .data import DataConfig
-from .files import OutputConfig
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import from_args
+from supernet.core.files import OutputConfig
+from supernet.data.sources import DataConfig
+from supernet.scoring.analysis import AnalysisConfig, analyze
 
 
 def build_parser():

@@ -9,16 +9,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli import add_config_group, parser, run_cli
-from .config import explicit_dests, from_args
-from .data import DataConfig
-from .encoder import EncoderConfig
-from .errors import InputError
-from .files import OutputConfig
-from .train import TrainConfig
-
 from strategies.config import OneShotConfig, SearchConfig
 from strategies.pipeline import SearchJob, run_search
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import explicit_dests, from_args
+from supernet.core.errors import InputError
+from supernet.core.files import OutputConfig
+from supernet.data.sources import DataConfig
+from supernet.nn.encoder import EncoderConfig
+from supernet.train.supernet import TrainConfig
 
 PARTS = {"search": SearchConfig, "oneshot": OneShotConfig, "data": DataConfig, "encoder": EncoderConfig,
          "train": TrainConfig}

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from .cli import run_cli
-from .errors import MissingInput
+from supernet.core.cli import run_cli
+from supernet.core.errors import MissingInput
 
 
 def find_experiment(run_dir: Path) -> str:
@@ -21,9 +21,8 @@ def find_experiment(run_dir: Path) -> str:
 
 def view(run_dir: Path, port: int) -> None:
     """Serve the run's experiment (its trials and metrics) at http://127.0.0.1:<port> until Ctrl-C."""
-    from strategies.trials import check_port_free
-
-    from .nni_compat import patch_nas_experiment_view
+    from supernet.core.nni_compat import patch_nas_experiment_view
+    from supernet.core.webui import check_port_free
     exp_id = find_experiment(run_dir)
     check_port_free(port)
     from nni.experiment import Experiment, launcher

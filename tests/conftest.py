@@ -24,20 +24,20 @@ def glue_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from supernet.encoder import load_tokenizer
+    from supernet.nn.encoder import load_tokenizer
     return load_tokenizer(None)
 
 
 @pytest.fixture()
 def tiny_encoder():
-    from supernet.encoder import tiny_encoder
+    from supernet.nn.encoder import tiny_encoder
     return tiny_encoder()
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A model directory as a user gives --model: a tiny random BERT with the packaged tokenizer."""
-    from supernet.encoder import load_tokenizer, tiny_encoder
+    from supernet.nn.encoder import load_tokenizer, tiny_encoder
     d = tmp_path_factory.mktemp("tiny-bert")
     tiny_encoder().save_pretrained(d)
     load_tokenizer(None).save_pretrained(d)

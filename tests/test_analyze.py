@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from supernet.analysis import linear_cka, probe_accuracy
 from supernet.analyze import main as analyze_main
+from supernet.scoring.analysis import linear_cka, probe_accuracy
 
 
 def test_cka_of_a_representation_with_itself_is_one():

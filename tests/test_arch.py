@@ -3,8 +3,8 @@ import random
 
 import pytest
 
-from supernet.arch import SCHEMA_VERSION, Architecture
-from supernet.space import get_space
+from supernet.nn.arch import SCHEMA_VERSION, Architecture
+from supernet.nn.space import get_space
 
 
 def _arch(**kw):
@@ -68,8 +68,10 @@ def test_missing_file():
 def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     """mkstemp's temp files are 0600; the renamed result must be readable as any new file is."""
     import os
+
     import torch
-    from supernet.files import atomic_torch_save, atomic_write_text
+
+    from supernet.core.files import atomic_torch_save, atomic_write_text
     mask = os.umask(0o022)
     try:
         a = atomic_write_text(tmp_path / "a.json", "{}")

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 import torch
 
+from supernet.nn.arch import Architecture
+from supernet.nn.backbone import BackboneEncoder, ConvBlock, SuperBackbone
+from supernet.nn.encoder import tiny_encoder
+from supernet.nn.space import FFN_CHOICES, MIXERS, backbone_label, bind_space, get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.nn.tokens import TOKEN_LABELS
+from supernet.scoring.cost import Objective, pareto_front, predicted_latency
+from supernet.train.supernet import step_architectures
+
 from conftest import make_batch
-from supernet.arch import Architecture
-from supernet.backbone import BackboneEncoder, ConvBlock, SuperBackbone
-from supernet.space import FFN_CHOICES, MIXERS
-from supernet.cost import Objective, pareto_front, predicted_latency
-from supernet.encoder import tiny_encoder
-from supernet.model import HeadSupernet
-from supernet.space import backbone_label, bind_space, get_space
-from supernet.tokens import TOKEN_LABELS
-from supernet.train import step_architectures
 
 LAYERS = 3
 
@@ -167,7 +167,7 @@ def test_heads_of_one_step_share_the_encoder_choices():
 
 
 def test_every_nth_step_trains_the_full_pretrained_encoder():
-    from supernet.train import TrainConfig, is_full_backbone_step
+    from supernet.train.supernet import TrainConfig, is_full_backbone_step
     space = _space()
     full = {k: v for k, v in space.reference().items() if k.startswith("enc_")}
     archs = step_architectures(space, random.Random(3), 4, full_backbone=True)
@@ -181,8 +181,8 @@ def test_every_nth_step_trains_the_full_pretrained_encoder():
 
 
 def test_optimizer_trains_conv_blocks_at_the_head_rate():
-    from supernet.loop import make_optimizer
-    from supernet.train import TrainConfig
+    from supernet.train.loop import make_optimizer
+    from supernet.train.supernet import TrainConfig
     net = _supernet()
     optimizer, _ = make_optimizer(net, TrainConfig(lr_encoder=1e-5, lr_head=1e-3), 10)
     lr_of = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
@@ -248,8 +248,9 @@ def test_a_non_bert_layout_is_refused():
 
 @pytest.fixture()
 def backbone_state(tmp_path, tokenizer, glue_dir):
-    from supernet.scoring import write_search_state
-    from supernet.data import DataConfig, encode, load_splits
+    from supernet.data.encoded import encode
+    from supernet.data.sources import DataConfig, load_splits
+    from supernet.scoring.candidates import write_search_state
     spec, splits = load_splits(DataConfig(task="mrpc", glue_dir=str(glue_dir), max_eval_samples=40,
                                           max_train_samples=40))
     dev = encode(splits["validation"], tokenizer, 64, None)
@@ -262,9 +263,9 @@ def backbone_state(tmp_path, tokenizer, glue_dir):
 
 
 def test_scorer_matches_the_frozen_model_and_reuses_encoder_outputs(backbone_state, tokenizer):
-    from supernet.scoring import CandidateScorer
-    from supernet.metrics import compute_metrics
-    from supernet.data import batch_indices, pad_batch
+    from supernet.core.metrics import compute_metrics
+    from supernet.data.encoded import batch_indices, pad_batch
+    from supernet.scoring.candidates import CandidateScorer
     path, net, spec, dev = backbone_state
     scorer = CandidateScorer.from_file(path)
     space = scorer.space
@@ -287,7 +288,7 @@ def test_scorer_matches_the_frozen_model_and_reuses_encoder_outputs(backbone_sta
 
 
 def test_lookup_latency_orders_architectures_by_their_blocks(backbone_state):
-    from supernet.scoring import CandidateScorer
+    from supernet.scoring.candidates import CandidateScorer
     scorer = CandidateScorer.from_file(backbone_state[0])
     table = scorer.costs["latency_table"]
     assert set(table) >= {"embeddings", "attention", "conv3", "conv7", "conv15", "ffn", "pooler"}
@@ -321,7 +322,8 @@ def test_pareto_front_keeps_exactly_the_non_dominated_points():
 
 
 def test_retrained_backbone_model_saves_and_loads(tmp_path):
-    from supernet.model import build_model, load_model, save_model
+    from supernet.nn.model import build_model
+    from supernet.nn.saved import load_model, save_model
     space = get_space(f"tiny+ffn+conv@{LAYERS}")
     arch = Architecture(space.name, _arch(space, "conv15", "skip", pool="mean"), task="mrpc")
     model = build_model(arch, tiny_encoder(layers=LAYERS), 2).eval()

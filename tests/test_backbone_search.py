@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from retrain.cli import main as retrain_main
-from supernet.arch import Architecture
+from supernet.nn.arch import Architecture
 from supernet.search import main as search_main
 
 FAST = ["--task", "mrpc", "--max-train-samples", "96", "--max-eval-samples", "64", "--max-steps", "6",
@@ -61,7 +61,6 @@ def test_analyze_compares_the_pretrained_encoder_with_a_searched_backbone(tmp_pa
     """A backbone run directory stands for the encoder of its arch_top1.json (FFN-dropped / conv
     layers with the supernet's weights); the embeddings layer is shared, so its CKA is 1 only
     if the supernet left it untouched (here: --lr-encoder 0)."""
-    import numpy as np
 
     from supernet.analyze import main as analyze_main
     run = tmp_path / "run"
@@ -86,8 +85,8 @@ def test_retrain_can_start_from_the_supernet(tmp_path, glue_dir, tiny_model_dir,
     the linear baseline from the pretrained encoder; a directory that is no run is refused."""
     import torch
 
-    from supernet.model import load_model
-    from supernet.train import load_supernet
+    from supernet.nn.saved import load_model
+    from supernet.train.supernet import load_supernet
     run = tmp_path / "run"
     assert search_main([*FAST, "--glue-dir", str(glue_dir), "--model", str(tiny_model_dir), "--space",
                         "tiny+ffn+conv", "--trials", "4", "--output-dir", str(run)]) == 0

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from retrain.cli import main as retrain_main
-from supernet.arch import linear_architecture
+from supernet.nn.arch import linear_architecture
 from supernet.search import main as search_main
 
 FAST = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-steps", "2", "--batch-size", "8",
@@ -226,7 +226,7 @@ def test_json_that_is_not_an_object(capsys, tmp_path, glue_dir):
 
 
 def test_value_outside_the_space(capsys, tmp_path, glue_dir):
-    from supernet.space import get_space
+    from supernet.nn.space import get_space
     choices = {**get_space("paper").canonical({"pool": "cls", "depth": 0}), "depth": 1, "width_0": 4096}
     f = arch_file(tmp_path / "a.json", choices=choices)
     retrain_refuses(capsys, tmp_path, glue_dir, [str(f)], r"width_0=4096 is outside space 'paper'")
@@ -280,7 +280,7 @@ def test_retrain_output_dir_holding_results_is_not_touched(capsys, tmp_path, glu
 
 
 def test_truncated_model_file(tmp_path):
-    from supernet.model import load_model
+    from supernet.nn.saved import load_model
     f = csv_file(tmp_path / "model.pt", b"PK\x03\x04 cut short")
     with pytest.raises(ValueError, match=r"model.pt is not a saved retrain model \(corrupt or truncated"):
         load_model(f)
@@ -297,8 +297,8 @@ def test_retrain_nan_loss_stops_without_results(capsys, tmp_path, glue_dir, tiny
 
 
 def test_backbone_architecture_on_an_encoder_of_another_depth(capsys, tmp_path, glue_dir):
-    from supernet.arch import Architecture
-    from supernet.space import get_space
+    from supernet.nn.arch import Architecture
+    from supernet.nn.space import get_space
     space = get_space("tiny+ffn@2")
     f = tmp_path / "a.json"
     Architecture(space.name, space.reference(), task="mrpc").save(f)

@@ -3,9 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from supernet.data import DataConfig, batch_indices, encode, iterate, load_splits, read_records
-from supernet.errors import InputError
-from supernet.tasks import TASKS, get_task
+from supernet.core.errors import InputError
+from supernet.data.encoded import batch_indices, encode, iterate
+from supernet.data.readers import read_records
+from supernet.data.sources import DataConfig, load_splits
+from supernet.data.tasks import TASKS, get_task
 
 # The row counts in ../shared/data/README.md
 EXPECTED_ROWS = {"sst2": (67349, 872), "mrpc": (3668, 408), "cola": (8551, 1043), "stsb": (5749, 1500)}

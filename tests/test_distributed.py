@@ -11,8 +11,9 @@ from pathlib import Path
 import torch
 import torch.multiprocessing as mp
 
+from supernet.nn.arch import Architecture
+
 from conftest import ROOT
-from supernet.arch import Architecture
 
 
 def _free_port() -> int:
@@ -27,12 +28,13 @@ def _worker(rank: int, world: int, port: int, out: str, model_dir: str, glue_dir
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    import supernet.train as T
-    from supernet import distributed
-    from supernet.data import TRAIN, DataConfig, encode, load_splits
-    from supernet.encoder import load_encoder, load_tokenizer
-    from supernet.model import HeadSupernet
-    from supernet.space import get_space
+    import supernet.train.supernet as T
+    from supernet.core import distributed
+    from supernet.data.encoded import encode
+    from supernet.data.sources import TRAIN, DataConfig, load_splits
+    from supernet.nn.encoder import load_encoder, load_tokenizer
+    from supernet.nn.space import get_space
+    from supernet.nn.supernet import HeadSupernet
 
     distributed.init_from_env("cpu")
     seen, rows, forward = [], [], T.StepLoss.forward
@@ -95,7 +97,7 @@ def test_retrain_under_torchrun(tmp_path, tiny_model_dir, glue_dir):
     results = json.loads((out / "results.json").read_text())
     assert sorted(results["heads"]["linear"]["seeds"]) == ["1", "2"]
     assert not list(out.rglob("checkpoint.pt"))  # finished seeds keep no checkpoint
-    from supernet.model import load_model
+    from supernet.nn.saved import load_model
     load_model(out / "linear" / "model.pt")
 
 

@@ -8,7 +8,6 @@ A tiny random BERT (hidden 32) with the packaged tokenizer keeps each run to sec
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from supernet.nn.arch import Architecture
+
 from conftest import ROOT
-from supernet.arch import Architecture
 
 SEARCH = ["--task", "mrpc", "--max-train-samples", "320", "--max-eval-samples", "96", "--batch-size", "8",
           "--calib-samples", "64", "--random-baseline", "4", "--eval-every", "1000", "--no-webui",

@@ -9,15 +9,24 @@ import pytest
 from conftest import ROOT
 
 PACKAGES = ("supernet", "strategies", "retrain")
-LAYER = {"supernet": 0, "strategies": 1, "retrain": 2}
-# the ``python -m`` entry modules of supernet/ may reach up: they only parse arguments and call one function
-ENTRY_MODULES = {"supernet.search", "supernet.analyze", "supernet.view"}
+# the rooms of the core, bottom up, then the core's entry modules, then the packages above it: a module
+# may import its own room and the rooms below, never one above
+LAYERS = ("supernet.core", "supernet.data", "supernet.nn", "supernet.train", "supernet.scoring", "supernet",
+          "strategies", "retrain")
+# the one shim that reaches up: ``python -m supernet.search`` (the card's command) runs strategies' pipeline
+ENTRY_SHIMS = {"supernet.search"}
 MAX_FUNCTION_LINES = 60
 
 
 def _modules() -> dict[str, Path]:
     return {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-            for pkg in PACKAGES for p in sorted((ROOT / pkg).glob("*.py"))}
+            for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def layer(module: str) -> int:
+    """The index in ``LAYERS`` of the room holding ``module`` (its longest matching prefix)."""
+    rooms = [i for i, room in enumerate(LAYERS) if module == room or module.startswith(room + ".")]
+    return max(rooms, key=lambda i: len(LAYERS[i]))
 
 
 def _imports(name: str, path: Path) -> set[str]:
@@ -38,10 +47,18 @@ def _imports(name: str, path: Path) -> set[str]:
     return {m for m in out if m in modules and m != name}
 
 
-def test_no_core_module_imports_a_higher_layer():
-    bad = [f"{name} imports {dep}" for name, path in _modules().items() if name not in ENTRY_MODULES
-           for dep in _imports(name, path) if LAYER[dep.split(".")[0]] > LAYER[name.split(".")[0]]]
+def test_no_module_imports_a_higher_room():
+    bad = [f"{name} imports {dep}" for name, path in _modules().items() if name not in ENTRY_SHIMS
+           for dep in _imports(name, path) if layer(dep) > layer(name)]
     assert not bad, bad
+
+
+def test_the_core_is_split_into_its_rooms():
+    """Every core module lives in a room; only the ``python -m`` entry modules stay at the top."""
+    top = sorted(n for n, p in _modules().items() if n.count(".") == 1 and n.startswith("supernet.")
+                 and p.name != "__init__.py")
+    assert top == ["supernet.analyze", "supernet.search", "supernet.space", "supernet.view"], top
+    assert layer("supernet.nn.head") == LAYERS.index("supernet.nn") and layer("supernet.view") == LAYERS.index("supernet")
 
 
 def test_the_import_graph_has_no_cycle():
@@ -71,10 +88,16 @@ def test_no_function_is_longer_than_60_lines():
 
 
 def test_the_checks_see_what_they_look_for(tmp_path):
-    """The import reader resolves relative imports (else the layer test would pass on anything)."""
-    path = ROOT / "supernet" / "train.py"
-    assert "supernet.loop" in _imports("supernet.train", path) and "supernet.model" in _imports("supernet.train", path)
+    """The import reader resolves relative and absolute imports (else the layer test would pass on anything)."""
+    path = ROOT / "supernet" / "train" / "supernet.py"
+    found = _imports("supernet.train.supernet", path)
+    assert "supernet.train.loop" in found and "supernet.nn.supernet" in found
     assert "strategies.pipeline" in _imports("supernet.search", ROOT / "supernet" / "search.py")
+    pkg = tmp_path / "supernet" / "nn"
+    pkg.mkdir(parents=True)
+    (pkg / "x.py").write_text("from . import head\nfrom ..train import loop\n")
+    assert {"supernet.nn.head", "supernet.train.loop"} <= _imports("supernet.nn.x", pkg / "x.py")
+    assert layer("supernet.train.loop") > layer("supernet.nn.x")  # so a real module doing this would fail
 
 
 def test_readme_strategy_table_is_the_registry():

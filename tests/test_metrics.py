@@ -3,7 +3,7 @@ import pytest
 from scipy import stats
 from sklearn import metrics as skm
 
-from supernet.metrics import compute_metrics
+from supernet.core.metrics import compute_metrics
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

@@ -4,10 +4,11 @@ import pytest
 import torch
 from nni.mutable import Categorical
 
+from supernet.nn.encoder import load_encoder
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+
 from conftest import make_batch
-from supernet.encoder import load_encoder
-from supernet.model import HeadSupernet
-from supernet.space import get_space
 
 
 def _assert_frozen_matches(supernet, space, n, seed, batch):

@@ -1,7 +1,7 @@
 """NNI 3.0 accommodations: the import-time warning filter, and the DARTS parameter-order patch."""
 import subprocess
-import time
 import sys
+import time
 
 import pytest
 
@@ -29,11 +29,11 @@ def test_filter_removes_that_warning_and_keeps_others():
 
 def test_darts_arch_parameters_keep_module_order_after_the_patch():
     import torch
+    from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
     from torch import nn
 
     import strategies.oneshot  # noqa: F401  (applies the patch)
-    from nni.nas.oneshot.pytorch.differentiable import DartsLightningModule
-    from supernet.nni_compat import _ordered_arch_parameters
+    from supernet.core.nni_compat import _ordered_arch_parameters
 
     assert DartsLightningModule.arch_parameters is _ordered_arch_parameters
 
@@ -60,8 +60,9 @@ with lock:
 
 
 def _lock(path, stale=-1):
-    import strategies.trials  # noqa: F401  (applies the patch)
     from nni.tools.nnictl.common_utils import SimplePreemptiveLock
+
+    import strategies.trials  # noqa: F401  (applies the patch)
     return SimplePreemptiveLock(str(path), stale=stale)
 
 

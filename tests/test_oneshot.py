@@ -10,10 +10,12 @@ from torch import nn
 from strategies import ONE_SHOT
 from strategies.config import OneShotConfig
 from strategies.oneshot import OneShotHead, head_hook, make_policy
-from supernet.arch import Architecture
-from supernet.model import Features, FrozenModel, SuperHead, load_model
-from supernet.ops import POOLINGS, mix
-from supernet.space import get_space
+from supernet.nn.arch import Architecture
+from supernet.nn.head import Features, SuperHead
+from supernet.nn.model import FrozenModel
+from supernet.nn.ops import POOLINGS, mix
+from supernet.nn.saved import load_model
+from supernet.nn.space import get_space
 
 SPACE = get_space("tiny")
 HIDDEN = 12
@@ -72,7 +74,7 @@ def test_softmax_mixture_at_one_hot_alphas_is_the_chosen_head(seed):
 
 def test_the_exactness_test_sees_a_wrong_norm_slice(monkeypatch):
     """The test above fails if a mixed layer normalised with the wrong slice of the norm's gains."""
-    from supernet import ops
+    from supernet.nn import ops
     head = _trained_head(3, 1)
     arch = {**SPACE.sample(random.Random(0)), "depth": 1, "norm_0": "layernorm", "width_0": 8}
     pooled = _pooled()
@@ -239,7 +241,7 @@ def token_space(monkeypatch):
     """``tiny`` whose heads all run a token block (conv or attention): every export has one."""
     from dataclasses import replace
 
-    from supernet import space
+    from supernet.nn import space
     monkeypatch.setitem(space.PRESETS, "tiny-tok", replace(space.PRESETS["tiny"], name="tiny-tok",
                                                             tok_kind=("conv", "attention")))
     return "tiny-tok"

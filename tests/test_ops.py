@@ -3,8 +3,17 @@ import pytest
 import torch
 from torch import nn
 
-from supernet.ops import (ACTIVATIONS, NORMS, POOLINGS, Pooling, SuperBatchNorm1d, SuperHiddenLayer, SuperLinear,
-                          create_activation, fit_width)
+from supernet.nn.ops import (
+    ACTIVATIONS,
+    NORMS,
+    POOLINGS,
+    Pooling,
+    SuperBatchNorm1d,
+    SuperHiddenLayer,
+    SuperLinear,
+    create_activation,
+    fit_width,
+)
 
 MAX_IN, MAX_W = 24, 32
 

@@ -9,9 +9,9 @@ import pytest
 
 from retrain.cli import main as retrain_main
 from retrain.predict import main as predict_main
-from supernet.arch import Architecture
-from supernet.data import DataConfig, load_splits
-from supernet.model import load_model
+from supernet.data.sources import DataConfig, load_splits
+from supernet.nn.arch import Architecture
+from supernet.nn.saved import load_model
 from supernet.search import main as search_main
 
 NAMES = {"0": "neg", "1": "pos"}

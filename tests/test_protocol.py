@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from supernet.data import DataConfig, carve_validation, load_task
-from supernet.encoder import load_tokenizer
+from supernet.data.sources import DataConfig
+from supernet.data.splits import carve_validation, load_task
+from supernet.nn.encoder import load_tokenizer
 
 
 @pytest.mark.parametrize("regression", [False, True])
@@ -38,7 +39,7 @@ def test_a_small_selection_split_is_warned_about_and_a_large_one_is_not(glue_dir
     """50 selection rows (500 training rows, the default 0.1) get the warning; 300 do not."""
     import warnings
 
-    from supernet.data import SmallSelectionWarning
+    from supernet.data.splits import SmallSelectionWarning
     with pytest.warns(SmallSelectionWarning, match="only 50 rows"):
         load_task(DataConfig(task="sst2", glue_dir=str(glue_dir), max_train_samples=500), load_tokenizer(None))
     with warnings.catch_warnings():
@@ -91,8 +92,9 @@ def test_bohb_trials_after_the_startup_are_proposed_by_the_model(tmp_path, monke
     """After ``startup`` finished trials TPE samples from its model: its random sampler is no longer
     called, and each trial's ``proposed_by`` says which it was."""
     import optuna
+
     from retrain.bohb import BOHBConfig, make_study, suggest_choices
-    from supernet.space import get_space
+    from supernet.nn.space import get_space
     space = get_space("tiny")
     study = make_study(BOHBConfig(trials=12, startup=4, seed=0), tmp_path)
     random_calls: list[int] = []
@@ -147,9 +149,10 @@ def test_majority_predictor_is_measured_on_the_selection_split():
     import numpy as np
     import torch
 
-    from supernet.model import SuperHead
-    from supernet.scoring import CandidateScorer, SplitFeatures
-    from supernet.space import get_space
+    from supernet.nn.head import SuperHead
+    from supernet.nn.space import get_space
+    from supernet.scoring.candidates import CandidateScorer
+    from supernet.train.frozen import EncoderCache
 
     space = get_space("tiny")
     head = SuperHead(space, 8, 2)
@@ -159,7 +162,7 @@ def test_majority_predictor_is_measured_on_the_selection_split():
     assert scorer.majority_scores() == {"accuracy": 0.75}
     scorer.head, scorer.supernet, scorer.recalibrate = head, None, False
     pooled = {p: torch.randn(4, 8) for p in ("cls", "mean", "max", "pooler")}
-    scorer.dev = scorer.calib = SplitFeatures(pooled=pooled)
+    scorer.dev = scorer.calib = EncoderCache.of(pooled)
     linear = {**space.reference(), "pool": "mean"}
     with torch.no_grad():
         head.classifier.linear.weight.zero_()
@@ -173,9 +176,9 @@ def _fake_bohb_task(monkeypatch, scores: dict[str, float]):
     from types import SimpleNamespace
 
     import retrain.bohb as bohb
-    import supernet.model
+    import supernet.nn.model
     trained: list[dict] = []
-    monkeypatch.setattr(supernet.model, "build_model", lambda arch, encoder, n: arch)
+    monkeypatch.setattr(supernet.nn.model, "build_model", lambda arch, encoder, n: arch)
 
     def fine_tune(arch, spec, fit, val, pad_id, cfg, seed, log_dir, desc, eval_every, on_eval, caches):
         trained.append(dict(arch.choices))
@@ -195,7 +198,7 @@ def test_bohb_trains_each_head_once_and_counts_distinct_heads(tmp_path, monkeypa
 
     from retrain.bohb import MAX_PROPOSALS, BOHBConfig, run_bohb
     from retrain.run import RetrainConfig
-    from supernet.space import PRESETS
+    from supernet.nn.space import PRESETS
     # two heads only (cls or mean pooling, no layers, no token block): repeats are certain
     space = replace(PRESETS["tiny"], name="two-heads", depth=(0,), tok_kind=("none",))
     monkeypatch.setitem(PRESETS, space.name, space)

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
+from supernet.nn.arch import Architecture
+from supernet.nn.space import get_space
+
 from conftest import GLUE_DIR, ROOT
-from supernet.arch import Architecture
-from supernet.space import get_space
 
 
 def _readme_search_command() -> list[str]:

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 import torch
 
-from supernet.space import get_space
-from supernet.train import TrainConfig, distill_loss, step_architectures
-from supernet.tasks import get_task
+from supernet.data.tasks import get_task
+from supernet.nn.space import get_space
+from supernet.train.supernet import TrainConfig, distill_loss, step_architectures
 
 SPACE = get_space("paper")
 
@@ -50,12 +50,13 @@ def test_remedy_flags_are_checked():
 def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncached_heads(tiny_encoder, tmp_path):
     """--freeze-encoder: the encoder's weights do not move, and a head trained on cached encoder outputs
     computes the same logits as the plain model on token ids."""
-    from conftest import make_batch
     from retrain.run import RetrainConfig, fine_tune
-    from supernet.arch import Architecture
-    from supernet.data import Encoded
-    from supernet.frozen import EncoderCache
-    from supernet.model import build_model
+    from supernet.data.encoded import Encoded
+    from supernet.nn.arch import Architecture
+    from supernet.nn.model import build_model
+    from supernet.train.frozen import CacheNeeds, EncoderCache
+
+    from conftest import make_batch
     space = get_space("tiny")
     arch = Architecture("tiny", space.canonical({**space.sample(random.Random(3)), "pool": "mean",
                                                  "tok_kind": "conv", "tok_layers": 1}), task="mrpc")
@@ -74,7 +75,7 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
     enc = Encoded([batch["input_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
                   [batch["token_type_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
                   torch.zeros(4, dtype=torch.long).numpy())
-    cache = EncoderCache(model.encoder, enc, 0, keep_hidden=True)
+    cache = EncoderCache.build(model.encoder, enc, 0, CacheNeeds(hidden=True))
     torch.testing.assert_close(model(features=cache.features(range(4))), model(**batch), rtol=1e-5, atol=1e-5)
     assert r["metrics"] and r["steps"] == 6
 
@@ -82,9 +83,9 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
 def test_uniform_heads_of_a_step_share_one_token_block_computed_once(monkeypatch):
     """The step's heads read one token block (their poolings and MLPs stay their own), so its forward
     runs once per step, not once per head."""
-    from supernet.model import Features, SuperHead
-    from supernet.ops import POOLINGS
-    from supernet.tokens import TOKEN_LABELS, SuperTokenBlocks
+    from supernet.nn.head import Features, SuperHead
+    from supernet.nn.ops import POOLINGS
+    from supernet.nn.tokens import TOKEN_LABELS, SuperTokenBlocks
     space = get_space("tiny")
     for seed in range(6):
         archs = step_architectures(space, random.Random(seed), 4)
@@ -170,11 +171,11 @@ def test_frozen_supernet_training_encodes_the_validation_rows_once_and_scores_pr
     """With --freeze-encoder the probes' dev scores come from validation features computed once: the
     encoder runs over the validation rows once however many evaluations there are, and the last logged
     probe scores equal those of the uncached path on the trained supernet."""
-    from supernet import train as T
-    from supernet.data import TRAIN, DataConfig, encode, load_splits
-    from supernet.encoder import load_encoder, load_tokenizer
-    from supernet.model import HeadSupernet
-    from supernet.scoring import score_probes
+    from supernet.data.encoded import encode
+    from supernet.data.sources import TRAIN, DataConfig, load_splits
+    from supernet.nn.encoder import load_encoder, load_tokenizer
+    from supernet.nn.supernet import HeadSupernet
+    from supernet.train import supernet as T
     cfg = DataConfig(task="mrpc", glue_dir=glue_dir, max_train_samples=64, max_eval_samples=40)
     spec, splits = load_splits(cfg)
     tok = load_tokenizer(tiny_model_dir)
@@ -191,7 +192,7 @@ def test_frozen_supernet_training_encodes_the_validation_rows_once_and_scores_pr
     assert sum(rows_encoded) == len(train) + len(dev)  # the training cache, then the validation rows once
     history = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["progress"]["history"]
     assert len(history) == 6
-    fresh = score_probes(net, spec, dev, tok.pad_token_id, T.probe_architectures(net.space, 3), "cpu")
+    fresh = T.score_probes(net, spec, dev, tok.pad_token_id, T.probe_architectures(net.space, 3), "cpu")
     for i, scores in enumerate(fresh):
         for name, value in scores.items():
             assert history[-1][f"probe{i}/{name}"] == pytest.approx(value, abs=1e-6)
@@ -204,6 +205,7 @@ def test_every_ranking_variant_builds_its_supernet_config_with_its_overrides():
     from conftest import ROOT
     sys.path.insert(0, str(ROOT / "bench"))
     from ranking import VARIANTS, supernet_config
+
     from retrain.run import RetrainConfig
     cfg = RetrainConfig(epochs=5, lr_head=1e-3, freeze_encoder=True)
     for variant in VARIANTS:

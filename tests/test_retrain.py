@@ -1,21 +1,20 @@
 """Retrain: plain heads from records, the linear baseline, the CLI end to end on real MRPC slices."""
 import json
-import statistics
 import random
+import statistics
 from pathlib import Path
 
 import pytest
-import torch
 from torch import nn
 
 from retrain.cli import main as retrain_main
 from retrain.run import summarize
-from supernet.arch import linear_architecture
-from supernet.model import build_model, load_model
-from supernet.scoring import evaluate
-from supernet.arch import Architecture
-from supernet.model import SuperHead, plain_head
-from supernet.space import get_space
+from supernet.nn.arch import Architecture, linear_architecture
+from supernet.nn.head import SuperHead, plain_head
+from supernet.nn.model import build_model
+from supernet.nn.saved import load_model
+from supernet.nn.space import get_space
+from supernet.scoring.candidates import evaluate
 
 SLICE = ["--num-hidden-layers", "2", "--max-train-samples", "64", "--max-eval-samples", "48",
          "--max-steps", "3", "--batch-size", "16"]
@@ -68,8 +67,9 @@ def test_retrain_with_linear_baseline_end_to_end(tmp_path, glue_dir, tiny_arch):
     assert results["heads"]["linear"]["head_parameters"] == 384 * 2 + 2
 
     # the saved model is the best seed's, loadable in one call, and scores what that seed scored
-    from supernet.data import encode, load_splits, DataConfig
-    from supernet.encoder import load_tokenizer
+    from supernet.data.encoded import encode
+    from supernet.data.sources import DataConfig, load_splits
+    from supernet.nn.encoder import load_tokenizer
     model = load_model(out / "arch" / "model.pt")
     assert not any("nni" in type(m).__module__ for m in model.modules())
     spec, splits = load_splits(DataConfig(task="mrpc", glue_dir=str(glue_dir), max_eval_samples=48))
@@ -151,8 +151,9 @@ def test_compare_end_to_end_on_real_mrpc_slices(tmp_path, glue_dir):
 
 
 def _check_shipped_model(head_dir, glue_dir):
-    from supernet.data import DataConfig, load_task
-    from supernet.encoder import load_tokenizer
+    from supernet.data.sources import DataConfig
+    from supernet.data.splits import load_task
+    from supernet.nn.encoder import load_tokenizer
     seeds = [json.loads(p.read_text())["metrics"]["f1"] for p in sorted(head_dir.glob("seed_*/result.json"))]
     model = load_model(head_dir / "model.pt")
     data = DataConfig(task="mrpc", glue_dir=str(glue_dir), max_train_samples=8,

@@ -9,10 +9,11 @@ import urllib.request
 import pytest
 import torch
 
+from supernet.nn.arch import Architecture
+from supernet.search import main as search_main
+
 from conftest import ROOT
 from test_oneshot import token_space  # noqa: F401  (fixture)
-from supernet.arch import Architecture
-from supernet.search import main as search_main
 
 SMALL = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "96",
          "--max-eval-samples", "64", "--max-steps", "4", "--batch-size", "16", "--calib-samples", "32",
@@ -56,7 +57,7 @@ def test_evolution_is_deterministic(tmp_path, glue_dir):
 
 
 def test_resume_after_interruption_gives_the_same_weights(tmp_path, glue_dir, monkeypatch):
-    import supernet.loop as loop
+    import supernet.train.loop as loop
     assert _search(tmp_path / "straight", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
                    glue_dir=glue_dir) == 0
 
@@ -133,7 +134,7 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
     finals = [json.loads(json.loads(j["finalMetricData"][0]["data"])) for j in jobs if j.get("finalMetricData")]
     assert len(finals) == 4 and all(0.0 <= m["default"] <= 1.0 and "f1" in m for m in finals)
     # what the web UI shows for a trial (its sample) is what produced its metric
-    from supernet.scoring import CandidateScorer
+    from supernet.scoring.candidates import CandidateScorer
     scorer = CandidateScorer.from_file(run / "search_state.pt")
     for job, final in zip(jobs, finals):
         sample = json.loads(job["hyperParameters"][0])["parameters"]["sample"]
@@ -191,7 +192,8 @@ def test_a_port_just_released_is_free_but_a_listening_one_is_not():
     """A server that closed with open connections leaves TIME_WAIT behind; NNI's manager can bind
     over it, so the port check must not call it busy (seen on resume after a killed web-UI run)."""
     import socket
-    from strategies.trials import check_port_free
+
+    from supernet.core.webui import check_port_free
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     server.bind(("127.0.0.1", 0))
@@ -216,7 +218,7 @@ def test_evolution_dedups_networks_not_label_dicts(tmp_path):
 
     from strategies.config import SearchConfig
     from strategies.evolution import make_strategy
-    from supernet.space import get_space
+    from supernet.nn.space import get_space
 
     space = get_space("paper")
     a = space.sample(random.Random(0))

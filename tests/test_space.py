@@ -1,12 +1,12 @@
 import itertools
-from dataclasses import replace
 import random
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 
-from supernet.space import PRESETS, SearchSpace, get_space
+from supernet.nn.space import PRESETS, SearchSpace, get_space
 
 PAPER_SPACE_SIZE = 7.5e7  # Kenneweg et al. 2024's head space
 

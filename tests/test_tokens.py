@@ -8,11 +8,13 @@ import random
 import pytest
 import torch
 
+from supernet.nn.head import Features, SuperHead
+from supernet.nn.ops import POOLINGS
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.nn.tokens import TOKEN_KINDS, SuperTokenBlocks
+
 from conftest import make_batch
-from supernet.model import Features, HeadSupernet, SuperHead
-from supernet.ops import POOLINGS
-from supernet.space import get_space
-from supernet.tokens import TOKEN_KINDS, SuperTokenBlocks
 
 SPACE = get_space("tiny")
 HIDDEN = 12
@@ -82,7 +84,7 @@ def test_padding_never_reaches_a_real_token(kind):
 
 def test_the_masking_test_catches_an_unmasked_conv(monkeypatch):
     """Without zeroing the pads before the convolution, the padding test above fails."""
-    from supernet import tokens
+    from supernet.nn import tokens
     monkeypatch.setattr(tokens, "_masked", lambda x, mask: x)
     blocks = _randomise(SuperTokenBlocks(SPACE, HIDDEN), 1).eval()
     choices = {"tok_kind": "conv", "tok_layers": 1, "tok_width": 16, "tok_kernel": 5, "tok_heads": 1,
@@ -111,7 +113,7 @@ def test_a_space_with_more_heads_than_hidden_units_is_refused():
 
 @pytest.fixture(scope="module")
 def minilm2():
-    from supernet.encoder import load_encoder
+    from supernet.nn.encoder import load_encoder
     return load_encoder(None, 2)
 
 

@@ -10,13 +10,15 @@ from multiprocessing.connection import Client
 import pytest
 import torch
 
-from conftest import ROOT
-from strategies.trials import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
-from supernet.ops import POOLINGS
-from supernet.scoring import CandidateScorer, SplitFeatures, save_search_state
 from strategies.trial_entry import candidate
-from supernet.model import SuperHead
-from supernet.space import get_space
+from strategies.trials import HeadChoices, ScoringServer, evaluate_candidate, read_ledger
+from supernet.nn.head import SuperHead
+from supernet.nn.ops import POOLINGS
+from supernet.nn.space import get_space
+from supernet.scoring.candidates import CandidateScorer, save_search_state
+from supernet.train.frozen import EncoderCache
+
+from conftest import ROOT
 
 
 @pytest.fixture()
@@ -25,7 +27,7 @@ def state_path(tmp_path):
     head = SuperHead(space, 32, 2)
     g = torch.Generator().manual_seed(0)
     hidden, mask = torch.randn(48, 5, 32, generator=g), torch.ones(48, 5, dtype=torch.long)
-    feats = SplitFeatures({p: POOLINGS[p](hidden, mask, None) for p in space.pool}, [(hidden, mask)])
+    feats = EncoderCache.of({p: POOLINGS[p](hidden, mask, None) for p in space.pool}, hidden, mask)
     labels = (torch.arange(48) % 2).numpy()
     path = tmp_path / "search_state.pt"
     save_search_state(path, head, ("f1", "accuracy"), feats, labels, feats)

@@ -9,12 +9,12 @@ import time
 import pytest
 import torch
 
-from supernet.arch import Architecture
-from supernet.cli import run_cli
-from supernet.errors import InputError
-from supernet.files import MARKER, claim_output_dir
+from supernet.core.cli import run_cli
+from supernet.core.errors import InputError
+from supernet.core.files import MARKER, claim_output_dir
+from supernet.nn.arch import Architecture
+from supernet.nn.space import get_space
 from supernet.search import main as search_main
-from supernet.space import get_space
 
 TINY_SEARCH = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "64",
                "--max-eval-samples", "32", "--max-steps", "2", "--batch-size", "16", "--calib-samples", "16",
@@ -119,6 +119,7 @@ def test_retrain_resume_with_another_architecture_is_refused(tmp_path, glue_dir,
 
 def test_bohb_study_with_other_settings_is_refused(tmp_path):
     import optuna
+
     from retrain.bohb import check_study_settings
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="bohb")
     check_study_settings(study, {"fine_tune.epochs": 3.0, "bohb.rung_epochs": 1.0}, tmp_path)
@@ -151,7 +152,7 @@ def test_compare_refuses_a_backbone_space_before_anything_runs(tmp_path, glue_di
 
 def test_loop_cost_adds_up_over_a_killed_and_resumed_run(tmp_path):
     """Wall and CPU seconds before a kill are kept in the checkpoint and added to the resumed run's."""
-    from supernet.loop import FineTuneConfig, Loop, make_optimizer, resume_progress
+    from supernet.train.loop import FineTuneConfig, Loop, make_optimizer, resume_progress
     model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(4, 4), "head": torch.nn.Linear(4, 1)})
     cfg = FineTuneConfig(max_steps=6)
 

@@ -1,10 +1,14 @@
 # per-genre dev Pearson of each arm's retrained model.pt (its best seed) in a STS-B compare dir
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 import numpy as np
+
 from retrain.predict import PredictConfig, predict_file
-from supernet.data import read_records
-from supernet.metrics import pearson  # the metric the retrain results were scored with
+from supernet.core.metrics import pearson  # the metric the retrain results were scored with
+from supernet.data.readers import read_records
+
 d = Path(sys.argv[1]); dev = Path(sys.argv[2]); out = Path(sys.argv[3]); out.mkdir(parents=True, exist_ok=True)
 rec = read_records(dev)
 gold = np.array([float(r["score"]) for r in rec]); genre = np.array([r["genre"] for r in rec])

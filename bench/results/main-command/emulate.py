@@ -1,7 +1,12 @@
 """Emulate NNI's RegularizedEvolution (same algorithm) vs best-of-N random on a trained supernet's scorer."""
-import collections, random, sys, json, statistics
+import collections
+import random
+import statistics
+import sys
+
 sys.path.insert(0, "/work/main")
-from supernet.scoring import CandidateScorer
+from supernet.scoring.candidates import CandidateScorer
+
 state = sys.argv[1]; trials = int(sys.argv[2]); seeds = range(int(sys.argv[3]))
 scorer = CandidateScorer.from_file(state); space = scorer.space
 memo = {}

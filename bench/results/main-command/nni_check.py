@@ -1,10 +1,14 @@
-import sys, tempfile, statistics
+import statistics
+import sys
+import tempfile
 from pathlib import Path
+
 sys.path.insert(0, "/work/main")
+from strategies import report
 from strategies.config import SearchConfig
 from strategies.evolution import run_experiment
-from strategies import report
-from supernet.scoring import CandidateScorer
+from supernet.scoring.candidates import CandidateScorer
+
 state = Path(sys.argv[1]); space = sys.argv[2]
 scorer = CandidateScorer.from_file(state)
 for T in [int(x) for x in sys.argv[3].split(",")]:

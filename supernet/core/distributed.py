@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .errors import InputError
+from supernet.core.errors import InputError
 
 
 def world_size() -> int:

@@ -11,8 +11,8 @@ import errno
 import sys
 from typing import Any, Callable
 
-from .config import add_arguments
-from .errors import InputError
+from supernet.core.config import add_arguments
+from supernet.core.errors import InputError
 
 # OS errors that are the machine's state or a path given, not a bug: one line naming the path
 _ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR}

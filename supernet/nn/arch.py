@@ -8,9 +8,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from .errors import InputError, MissingInput
-from .files import atomic_write_text
-from .space import LINEAR_HEAD, V1_PRESETS, SearchSpace, get_space
+from supernet.core.errors import InputError, MissingInput
+from supernet.core.files import atomic_write_text
+from supernet.nn.space import LINEAR_HEAD, V1_PRESETS, SearchSpace, get_space
 
 SCHEMA_VERSION = 2  # 2: adds ``labels``
 _FIELDS = ("schema_version", "space", "encoder", "task", "labels", "choices", "metrics")

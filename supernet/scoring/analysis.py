@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arch import Architecture
-from .config import Config, arg
-from .data import TRAIN, DataConfig, Encoded, encode, load_splits, pad_batch
-from .encoder import EncoderConfig, load_encoder
-from .errors import InputError
-from .files import atomic_write_json, claim_output_dir
-from .model import load_model, read_model_file
-from .ops import POOLINGS
-from .train import RUN_CONFIG, load_supernet
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_write_json, claim_output_dir
+from supernet.data.encoded import Encoded, encode, pad_batch
+from supernet.data.sources import TRAIN, DataConfig, load_splits
+from supernet.nn.arch import Architecture
+from supernet.nn.encoder import EncoderConfig, load_encoder
+from supernet.nn.ops import POOLINGS
+from supernet.nn.saved import load_model, read_model_file
+from supernet.train.supernet import RUN_CONFIG, load_supernet
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
@@ -154,7 +155,7 @@ class AnalysisConfig(Config):
 
 def analyze(cfg: AnalysisConfig, data_cfg: DataConfig, output_dir: str | None, overwrite: bool) -> dict[str, Any]:
     """CKA heatmap, per-layer probes and ``analysis.json`` for two encoders on ``data_cfg``'s rows."""
-    from .encoder import load_tokenizer
+    from supernet.nn.encoder import load_tokenizer
     spec, splits = load_splits(data_cfg)
     if spec.is_regression:
         raise InputError(f"--task {spec.name} is a regression task; probes need classes")

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Config, arg
-from .errors import InputError
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
 
 MARKER = ".bert-head-nas.json"
 # what runs written before the marker existed hold; they may be overwritten too

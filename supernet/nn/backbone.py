@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
-from .space import FFN_CHOICES, MIXERS, backbone_label
+from supernet.core.errors import InputError
+from supernet.nn.space import FFN_CHOICES, MIXERS, backbone_label
 
 
 def _check_layout(encoder: nn.Module) -> None:

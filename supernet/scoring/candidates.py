@@ -1,8 +1,7 @@
 """Scoring: heads on cached encoder outputs with inherited weights, and plain models on a split.
 
-- ``dev_features`` runs the encoder over a split once, pooled every way the space allows;
-  ``score_heads`` / ``score_probes`` score subnets on them (probes during supernet training).
-- ``CandidateScorer`` is what a search scores candidates with (below).
+- ``CandidateScorer`` is what a search scores candidates with (below), on ``EncoderCache``s of the
+  selection split (``supernet.train.frozen``: the one cache every stage uses).
 - ``evaluate`` scores a plain (frozen or retrained) model on a split.
 
 Candidates are scored with weights inherited from the trained supernet, on cached encoder outputs.
@@ -10,7 +9,7 @@ Candidates are scored with weights inherited from the trained supernet, on cache
 Head-only spaces: the search state file holds the trained super head, the dev set's pooled encoder
 outputs (every pooling of the space) and a slice of training outputs for batch-norm
 recalibration. Scoring a candidate = freeze its head (copied slices), recalibrate its batch norms,
-run it on the cached dev features. No encoder forward and no NNI import: trial processes stay light.
+run it on the cached dev features. No encoder forward: trial processes stay light.
 
 Backbone spaces: the encoder output depends on the candidate, so the state also holds the whole
 supernet and the dev / calibration token ids; the outputs of the last few encoders run are
@@ -23,7 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -31,39 +30,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cost import Objective, latency_table, predicted_latency
-from .data import Encoded, batch_indices, pad_batch
-from .files import atomic_torch_save
-from .metrics import compute_metrics
-from .model import HeadSupernet, SuperHead, model_outputs
-from .ops import POOLINGS
-from .space import get_space
-from .tasks import TaskSpec
+from supernet.core.files import atomic_torch_save
+from supernet.core.metrics import compute_metrics
+from supernet.data.encoded import Encoded, pad_batch
+from supernet.data.tasks import TaskSpec
+from supernet.nn.head import SuperHead
+from supernet.nn.model import model_outputs
+from supernet.nn.ops import POOLINGS
+from supernet.nn.space import get_space
+from supernet.nn.supernet import HeadSupernet
+from supernet.scoring.cost import Objective, latency_table, predicted_latency
+from supernet.train.frozen import EncoderCache, supernet_cache
 
 SEARCH_STATE = "search_state.pt"
 
 
-@dataclass
-class SplitFeatures:
-    """A split's encoder outputs, computed once: every pooling of the space (rows in order) and, when
-    token blocks are searched, the last hidden states per batch (contiguous rows, in order)."""
-
-    pooled: dict[str, torch.Tensor]                                         # pooling -> (N, H)
-    batches: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)  # (hidden (b, T, H), mask (b, T))
-
-
 @torch.no_grad()
-def head_input(feats: SplitFeatures, choices: Mapping[str, Any], space, tokens) -> torch.Tensor:
+def head_input(cache: EncoderCache, choices: Mapping[str, Any], space, tokens) -> torch.Tensor:
     """The vectors the MLP of ``choices`` reads, (N, W): a cached pooling, or the pooling of the token
     block ``tokens(hidden, mask)`` over the cached hidden states."""
     if not space.uses_tokens(choices):
-        return feats.pooled[choices["pool"]]
-    return torch.cat([POOLINGS[choices["pool"]](tokens(hidden, mask), mask, None) for hidden, mask in feats.batches])
+        return cache.pooled[choices["pool"]]
+    return cache.outputs(lambda f: POOLINGS[choices["pool"]](tokens(f.hidden, f.mask), f.mask, None))
+
+
 _CACHED_ENCODERS = 8  # encoder outputs kept per split in a backbone space (dev: rows x hidden x pools)
 
 
-def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: SplitFeatures | None,
-                      dev_labels: np.ndarray, calib: SplitFeatures | None, costs: dict | None = None,
+def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev: EncoderCache | None,
+                      dev_labels: np.ndarray, calib: EncoderCache | None, costs: dict | None = None,
                       backbone: dict | None = None) -> None:
     """``costs``: {'encoder_params', 'latency_table', 'reference', 'objective'}; ``backbone`` (backbone
     spaces, whose ``dev`` / ``calib`` features are then None): {'encoder_config', 'supernet' (state
@@ -92,8 +87,8 @@ def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, cali
     costs = {"encoder_params": encoder_params, "latency_table": table, "reference": reference,
              "objective": asdict(objective)}
     if not space.has_backbone:
-        save_search_state(path, supernet.head, metrics, dev_features(supernet, dev, pad_id, device=device),
-                          dev.labels, dev_features(supernet, calib, pad_id, device=device), costs)
+        save_search_state(path, supernet.head, metrics, supernet_cache(supernet, dev, pad_id, device),
+                          dev.labels, supernet_cache(supernet, calib, pad_id, device), costs)
         return
     backbone = {"encoder_config": supernet.encoder.config.to_dict(), "pad_id": pad_id, "dev": dev, "calib": calib,
                 "supernet": {k: v.detach().cpu() for k, v in supernet.state_dict().items()}}
@@ -134,14 +129,14 @@ class CandidateScorer:
     def from_file(cls, path: str | Path) -> "CandidateScorer":
         return cls(torch.load(path, map_location="cpu", weights_only=False))
 
-    def features(self, choices: Mapping[str, Any], split: str) -> SplitFeatures:
+    def features(self, choices: Mapping[str, Any], split: str) -> EncoderCache:
         """Encoder outputs of ``split`` ('dev' or 'calib') for the candidate's encoder."""
         if self.supernet is None:
             return self.dev if split == "dev" else self.calib
         key = (split, self.space.backbone_key(choices))
         if key not in self._cache:
-            self._cache[key] = dev_features(self.supernet, self.backbone[split], self.backbone["pad_id"],
-                                            choices=choices)
+            self._cache[key] = supernet_cache(self.supernet, self.backbone[split], self.backbone["pad_id"],
+                                              choices=choices)
             if len(self._cache) > 2 * _CACHED_ENCODERS:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
@@ -226,56 +221,6 @@ def cached_scorer(path: str) -> CandidateScorer:
     """One scorer per process and state file (the in-process engine scores thousands of candidates)."""
     return CandidateScorer.from_file(path)
 
-
-@torch.no_grad()
-def dev_features(supernet: HeadSupernet, data: Encoded, pad_id: int, batch_size: int = 128,
-                 device: str = "cpu", choices: Mapping[str, Any] | None = None) -> SplitFeatures:
-    """Encoder outputs of a split, computed once and reused: pooled every way the space allows and,
-    if token blocks are searched, the hidden states (in a backbone space: of the encoder of ``choices``)."""
-    was_training = supernet.training
-    supernet.eval()
-    out = SplitFeatures({p: [] for p in supernet.space.pool})
-    order = np.arange(len(data))  # unsorted: rows stay aligned with labels
-    for start in range(0, len(data), batch_size):
-        batch = {k: v.to(device) for k, v in pad_batch(data, order[start:start + batch_size], pad_id).items()}
-        f = supernet.features(batch, choices=choices)
-        for p, feats in f.pooled.items():
-            out.pooled[p].append(feats.float().cpu())
-        if supernet.space.has_tokens:
-            out.batches.append((f.hidden.float().cpu(), f.mask.cpu()))
-    supernet.train(was_training)
-    out.pooled = {p: torch.cat(c) for p, c in out.pooled.items()}
-    return out
-
-
-@torch.no_grad()
-def score_heads(head: SuperHead, spec: TaskSpec, features: SplitFeatures, labels: np.ndarray,
-                archs: list[Mapping[str, Any]]) -> list[dict[str, float]]:
-    """Official metrics of several heads on precomputed features (supernet BN statistics as they are)."""
-    was_training = head.training
-    head.eval()
-    device = next(head.parameters()).device
-    out = []
-    for a in archs:
-        tokens = lambda h, m, a=a: head.tokens(h.to(device), m.to(device), a).cpu()
-        x = head_input(features, a, head.space, tokens).to(device)
-        out.append(compute_metrics(spec.metrics, head(x, a).float().cpu().numpy(), labels))
-    head.train(was_training)
-    return out
-
-
-def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
-                 archs: list[Mapping[str, Any]], device: str) -> list[dict[str, float]]:
-    """Dev metrics of fixed subnets; one encoder pass per distinct backbone (one in a head-only space)."""
-    by_backbone: dict[tuple, list[int]] = {}
-    for i, a in enumerate(archs):
-        by_backbone.setdefault(supernet.space.backbone_key(a), []).append(i)
-    out: list[dict[str, float]] = [{} for _ in archs]
-    for rows in by_backbone.values():
-        feats = dev_features(supernet, dev, pad_id, device=device, choices=archs[rows[0]])
-        for i, scores in zip(rows, score_heads(supernet.head, spec, feats, dev.labels, [archs[r] for r in rows])):
-            out[i] = scores
-    return out
 
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
              batch_size: int = 128) -> dict[str, float]:

@@ -14,17 +14,18 @@ import types
 import typing
 from typing import Any
 
-from .errors import InputError
+from supernet.core.errors import InputError
 
 _UNSET = object()
 
 
 def arg(default: Any, help: str, *, choices: tuple | None = None, flag: str | None = None,
-        metavar: str | None = None, cli: bool = True) -> Any:
-    """A config field that is also a flag (``--field-name`` unless ``flag`` says otherwise).
-    ``cli=False``: stored and validated like the others, but set by code, not by a flag."""
+        metavar: str | None = None, cli: bool = True, aliases: tuple[str, ...] = ()) -> Any:
+    """A config field that is also a flag (``--field-name`` unless ``flag`` says otherwise; ``aliases``:
+    older spellings still accepted). ``cli=False``: stored and validated like the others, but set by
+    code, not by a flag."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "flag": flag,
-                                                        "metavar": metavar, "cli": cli})
+                                                        "metavar": metavar, "cli": cli, "aliases": aliases})
 
 
 def _base_type(hint) -> tuple[type, bool]:
@@ -82,7 +83,7 @@ def add_arguments(container, cls, defaults: dict[str, Any] | None = None) -> Non
                 kwargs["choices"] = meta["choices"]
             if meta["metavar"]:
                 kwargs["metavar"] = meta["metavar"]
-        container.add_argument(flag_of(f), **kwargs)
+        container.add_argument(flag_of(f), *meta.get("aliases", ()), **kwargs)
 
 
 def from_args(cls, args: argparse.Namespace, **overrides):

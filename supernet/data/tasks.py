@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import InputError
+from supernet.core.errors import InputError
 
 REGRESSION = 1  # num_labels of a regression task (STS-B)
 

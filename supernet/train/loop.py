@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from torch.utils.tensorboard import SummaryWriter
 from tqdm.auto import tqdm
 
-from . import distributed
-from .config import Config, arg
-from .data import Encoded, batch_indices
-from .errors import InputError
-from .files import atomic_torch_save
-from .tasks import TaskSpec
+from supernet.core import distributed
+from supernet.core.config import Config, arg
+from supernet.core.errors import InputError
+from supernet.core.files import atomic_torch_save
+from supernet.data.encoded import Encoded, batch_indices
+from supernet.data.tasks import TaskSpec
 
 PRECISIONS = ("fp32", "bf16")
 

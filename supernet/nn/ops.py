@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from supernet.core.errors import InputError
 
 # ---------------------------------------------------------------- registries (one per choice kind)
 

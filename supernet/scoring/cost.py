@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .data import Encoded, batch_indices, pad_batch
-from .errors import InputError
+from supernet.core.errors import InputError
+from supernet.data.encoded import Encoded, batch_indices, pad_batch
 
 PENALTIES = ("none", "params", "latency")
 COST_KEYS = {"params": "params", "latency": "latency_ms"}  # penalty -> the score key it reads
@@ -72,7 +72,7 @@ def _median_ms(fn, repeats: int, device: torch.device | str = "cpu") -> float:
 def latency_table(backbone: nn.Module, batch: Mapping[str, torch.Tensor], repeats: int = 7) -> dict[str, float]:
     """Milliseconds per example of each block kind of a ``SuperBackbone`` on ``batch`` (eval mode).
     All layers have the same shape, so layer 0's blocks stand for every layer's."""
-    from .space import MIXERS
+    from supernet.nn.space import MIXERS
     was_training = backbone.training
     backbone.eval()
     ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
@@ -92,7 +92,7 @@ def latency_table(backbone: nn.Module, batch: Mapping[str, torch.Tensor], repeat
 
 def predicted_latency(space, table: Mapping[str, float], choices: Mapping[str, Any]) -> float:
     """Milliseconds per example of the encoder of ``choices`` from a ``latency_table``."""
-    from .space import backbone_label
+    from supernet.nn.space import backbone_label
     full = space.backbone_choices(choices)
     total = table["embeddings"] + table["pooler"]
     for j in range(space.encoder_layers):

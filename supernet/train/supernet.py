@@ -16,18 +16,26 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from . import distributed
-from .config import arg
-from .data import Encoded, pad_batch
-from .encoder import EncoderConfig
-from .errors import InputError
-from .loop import EpochBatches, FineTuneConfig, Loop, load_checkpoint, loss_fn, make_optimizer, resume_progress
-from .frozen import EncoderCache
-from .model import Features, HeadSupernet
-from .scoring import SplitFeatures, dev_features, score_heads, score_probes
-from .space import SearchSpace, bind_space, check_space_name, names_backbone_choices
-from .tasks import TaskSpec
-from .tokens import TOKEN_LABELS
+from supernet.core import distributed
+from supernet.core.config import arg
+from supernet.core.errors import InputError
+from supernet.data.encoded import Encoded, pad_batch
+from supernet.data.tasks import TaskSpec
+from supernet.nn.encoder import EncoderConfig
+from supernet.nn.head import Features
+from supernet.nn.space import SearchSpace, bind_space, check_space_name, names_backbone_choices, space_arg
+from supernet.nn.supernet import HeadSupernet
+from supernet.nn.tokens import TOKEN_LABELS
+from supernet.train.frozen import EncoderCache, apply_regime, needs_of, score_heads, supernet_cache
+from supernet.train.loop import (
+    EpochBatches,
+    FineTuneConfig,
+    Loop,
+    load_checkpoint,
+    loss_fn,
+    make_optimizer,
+    resume_progress,
+)
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLINGS = ("uniform", "sandwich", "fair")
@@ -38,9 +46,7 @@ RUN_CONFIG = "run_config.json"
 class TrainConfig(FineTuneConfig):
     """Supernet fine-tuning: the shared knobs plus the space, SPOS sampling and probes."""
 
-    space: str = arg("paper", "search space: a head preset (paper, small, tiny) or a backbone space adding per "
-                              "encoder layer FFN keep/skip (+ffn) and attention vs conv3/7/15 (+conv), e.g. "
-                              "head+ffn, small+ffn+conv (see python -m supernet.space)")
+    space: str = space_arg()
     heads_per_step: int = arg(4, "sampled heads trained per encoder forward (evolution and random)")
     full_backbone_every: int = arg(2, "backbone spaces: every N-th step trains the sampled heads on the full "
                                       "pretrained encoder (all attention, all FFNs), as the sandwich rule trains "
@@ -147,9 +153,9 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     device = torch.device(cfg.device)
     supernet.to(device).train()
     cache, t0, cpu0 = None, time.time(), time.process_time()
+    apply_regime(supernet.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
-        supernet.encoder.requires_grad_(False)
-        cache = EncoderCache(supernet.encoder, train, pad_id, supernet.space.has_tokens, cfg.device)
+        cache = EncoderCache.build(supernet.encoder, train, pad_id, needs_of(supernet.space), cfg.device)
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
@@ -178,15 +184,15 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
         with cfg.autocast():
             return model(batch, archs)
 
-    frozen_dev: list[SplitFeatures] = []  # a frozen encoder's outputs on the validation rows never change
+    frozen_dev: list[EncoderCache] = []  # a frozen encoder's outputs on the validation rows never change
 
     def evaluate(step: int) -> dict[str, float]:
         if cache is not None:  # computed once: re-encoding them at every evaluation cost most of the training time
             if not frozen_dev:
-                frozen_dev.append(dev_features(supernet, dev, pad_id, device=str(device)))
+                frozen_dev.append(supernet_cache(supernet, dev, pad_id, device))
             scores = score_heads(supernet.head, spec, frozen_dev[0], dev.labels, probes)
         else:
-            scores = score_probes(supernet, spec, dev, pad_id, probes, str(device))
+            scores = score_probes(supernet, spec, dev, pad_id, probes, device)
         return {f"probe{i}/{name}": value for i, s in enumerate(scores) for name, value in s.items()}
 
     loop = Loop(supernet, optimizer, scheduler, total, cfg.grad_clip, "supernet", checkpoint=ckpt,
@@ -196,6 +202,20 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     progress = loop.run(train_step, progress, evaluate, extra={"train_config": cfg.to_dict()})
     return {"steps": total, "resumed_from": start, "sequences": (total - start) * cfg.batch_size, "probes": probes,
             "seconds": progress.seconds + caching[0], "cpu_seconds": progress.cpu_seconds + caching[1]}
+
+
+def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
+                 archs: list[dict[str, Any]], device: str | torch.device) -> list[dict[str, float]]:
+    """Dev metrics of fixed subnets; one encoder pass per distinct backbone (one in a head-only space)."""
+    by_backbone: dict[tuple, list[int]] = {}
+    for i, a in enumerate(archs):
+        by_backbone.setdefault(supernet.space.backbone_key(a), []).append(i)
+    out: list[dict[str, float]] = [{} for _ in archs]
+    for rows in by_backbone.values():
+        cache = supernet_cache(supernet, dev, pad_id, device, archs[rows[0]])
+        for i, scores in zip(rows, score_heads(supernet.head, spec, cache, dev.labels, [archs[r] for r in rows])):
+            out[i] = scores
+    return out
 
 
 def load_supernet(run_dir: str | Path) -> HeadSupernet:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import Mixture, fit_width, mix
+from supernet.nn.ops import Mixture, fit_width, mix
 
 # ---------------------------------------------------------------- registry (one per choice kind)
 
@@ -253,4 +253,3 @@ def plain_token_block(space, choices: Mapping[str, Any], hidden: int) -> TokenBl
 def output_width(choices: Mapping[str, Any], hidden: int) -> int:
     """The width of the pooled vector a token block gives the MLP."""
     return choices["tok_width"] if choices.get("tok_kind", "none") == "conv" else hidden
-
