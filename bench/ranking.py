@@ -120,9 +120,7 @@ def supernet_config(space: str, cfg: RetrainConfig, variant: str, seed: int) -> 
     """The stand-alone budget, with the variant's overrides on top (a variant may change lr_head)."""
     overrides = dict(VARIANTS[variant][0])
     epochs = cfg.epochs * overrides.pop("epochs_factor", 1.0)
-    base = {"space": space, "epochs": epochs, "batch_size": cfg.batch_size, "lr_encoder": cfg.lr_encoder,
-            "lr_head": cfg.lr_head, "freeze_encoder": cfg.freeze_encoder, "seed": seed}
-    return TrainConfig(**{**base, **overrides})
+    return TrainConfig.from_fine_tune(cfg, **{"space": space, "epochs": epochs, "seed": seed, **overrides})
 
 
 def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out: Path
@@ -131,8 +129,7 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
     frequent predicted class (1.0: the supernet left it a constant predictor; None for regression)."""
     recalibrate = VARIANTS[variant][1]
     job = SearchJob(encoder=encoder, data=data, train=supernet_config(args.space, cfg, variant, args.selection_seed),
-                    search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False,
-                                        seed=args.selection_seed))
+                    search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False))
     run = supernet_dir(out, variant)
     if not (run / "search_summary.json").is_file():
         run_search(job, run, resume=(run / "run_config.json").is_file())

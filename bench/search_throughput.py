@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
 
         cfg = SearchConfig(trials=args.candidates, webui=False)
         t = time.perf_counter()
-        n = len(run_experiment(space.name, state, cfg, d / "headless" / "nni"))
+        n = len(run_experiment(space.name, state, cfg, d / "headless" / "nni", 0))
         out["nni_inprocess_per_minute"] = 60 * n / (time.perf_counter() - t)
         print(f"encoder outputs once: {out['features_seconds']:.1f} s for {len(dev)} dev + {len(calib)} calib rows\n"
               f"P3 scoring alone: {out['scoring_per_minute']:,.0f} candidates/min\n"
@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
             out["trial_import_seconds"] = time.perf_counter() - t
             cfg = SearchConfig(trials=args.webui_trials, webui=True, port=args.port, population=4, sample_size=2)
             t = time.perf_counter()
-            n = len(run_experiment(space.name, state, cfg, d / "webui" / "nni"))
+            n = len(run_experiment(space.name, state, cfg, d / "webui" / "nni", 0))
             wall = time.perf_counter() - t
             runs, gaps = trial_events(d / "webui" / "nni")
             out["webui"] = {"trials": n, "wall_seconds": wall, "per_minute": 60 * n / wall,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.cli import add_config_group, add_resume, parser, resumed_output, run_cli
 from supernet.core.config import from_args
 from supernet.core.files import OutputConfig
 from supernet.data.sources import DataConfig
@@ -21,15 +21,18 @@ def build_parser():
     add_config_group(p, "encoder and fine-tuning (shared by every retrain and every BO-HB trial)", EncoderConfig,
                      RetrainConfig)
     add_config_group(p, "searches", CompareConfig, BOHBConfig)
-    add_config_group(p, "output", OutputConfig).add_argument(
-        "--resume", action="store_true", help="continue the stages of an interrupted comparison")
+    add_resume(add_config_group(p, "output", OutputConfig), "comparison (each finished stage is kept)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli(build_parser(), lambda a: run_compare(
-        from_args(CompareConfig, a), from_args(BOHBConfig, a), from_args(DataConfig, a), from_args(EncoderConfig, a),
-        from_args(RetrainConfig, a), a.output_dir, a.overwrite, a.resume), argv)
+    return run_cli(build_parser(), run, argv)
+
+
+def run(a):
+    output_dir, resume = resumed_output(a)
+    return run_compare(from_args(CompareConfig, a), from_args(BOHBConfig, a), from_args(DataConfig, a),
+                       from_args(EncoderConfig, a), from_args(RetrainConfig, a), output_dir, a.overwrite, resume)
 
 
 if __name__ == "__main__":

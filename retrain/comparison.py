@@ -64,16 +64,22 @@ class CompareConfig(Config):
         get_space(self.space)
         if self.search_trials < 1:
             raise InputError(f"--search-trials must be >= 1, got {self.search_trials}")
+        if self.supernet_epochs is not None and not self.supernet_epochs > 0:
+            raise InputError(f"--supernet-epochs must be > 0, got {self.supernet_epochs}")
+        if self.supernet_max_steps is not None and self.supernet_max_steps < 1:
+            raise InputError(f"--supernet-max-steps must be >= 1, got {self.supernet_max_steps}")
+        if self.selection_seed < 0:
+            raise InputError(f"--selection-seed must be >= 0, got {self.selection_seed}")
 
 
 def search_job(cmp: CompareConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig) -> SearchJob:
     """The weight-sharing search: our supernet training with the shared fine-tuning budget, then
     evolution in-process, both at the selection seed."""
-    train = TrainConfig(space=cmp.space, epochs=cmp.supernet_epochs or ft.epochs, max_steps=cmp.supernet_max_steps,
-                        batch_size=ft.batch_size, lr_encoder=ft.lr_encoder, lr_head=ft.lr_head,
-                        weight_decay=ft.weight_decay, warmup_ratio=ft.warmup_ratio, device=ft.device,
-                        precision=ft.precision, freeze_encoder=ft.freeze_encoder, seed=cmp.selection_seed)
-    search = SearchConfig(strategy="evolution", trials=cmp.search_trials, seed=cmp.selection_seed, webui=False,
+    budget = {}  # default: one retrain's budget (--epochs / --max-steps), as every shared setting is
+    if cmp.supernet_epochs is not None or cmp.supernet_max_steps is not None:
+        budget = {"epochs": cmp.supernet_epochs or ft.epochs, "max_steps": cmp.supernet_max_steps}
+    train = TrainConfig.from_fine_tune(ft, space=cmp.space, seed=cmp.selection_seed, **budget)
+    search = SearchConfig(strategy="evolution", trials=cmp.search_trials, webui=False,
                           random_baseline=cmp.search_trials)
     return SearchJob(encoder=encoder, data=data, train=train, search=search)
 
@@ -233,6 +239,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
     if cmp.selection_seed in ft.seeds:
         raise InputError(f"--selection-seed {cmp.selection_seed} is one of the report --seeds {list(ft.seeds)}: a "
                          "search's own training run must not be reported; pick seeds without it")
+    encoder.check_inputs(data.max_length)
     task = load_task(data, load_tokenizer(encoder.model))  # bad data fails first
     out = claim_output_dir(Path(output_dir or f"logs/compare-{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                            overwrite, "a comparison", "--resume continues it", keep=resume)

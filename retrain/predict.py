@@ -3,7 +3,7 @@
 Reads a CSV, TSV or JSONL file with the text column(s) the model was trained on, and writes one row
 per input row: the prediction (the label name, the class id where the task has no names, or the
 score of a regression model) and, for a classifier, the probability of every class. Batched, with
-a progress bar, on CPU or GPU. In Python: ``supernet.model.load_model(path).predict(texts)``.
+a progress bar, on CPU or GPU. In Python: ``supernet.load_model(path).predict(texts)``.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from supernet.core.config import Config, arg, from_args
 from supernet.core.errors import InputError, MissingInput
 from supernet.core.files import atomic_write_text
 from supernet.data.readers import read_records
+from supernet.data.readers import read_texts as read_texts_of
 from supernet.nn.model import FrozenModel
 from supernet.nn.saved import load_model
 
@@ -66,7 +67,8 @@ def read_texts(model: FrozenModel, cfg: PredictConfig) -> tuple[list[str], list]
     if missing:
         raise InputError(f"--input {path} has no column(s) {missing}; its columns are {list(records[0])} "
                          f"(the model was trained on {list(wanted)}; name yours with --text-columns)")
-    texts = [tuple(str(r[c]) for c in columns) if len(columns) == 2 else str(r[columns[0]]) for r in records]
+    cols = read_texts_of(records, tuple(columns), path)  # a row missing a text is one error naming it
+    texts = list(zip(*cols)) if len(columns) == 2 else list(cols[0])
     return columns, texts
 
 

@@ -3,7 +3,7 @@
 A retrained model is ``FrozenModel(encoder from_pretrained, pooling, plain_head(choices))``: no
 NNI at training or inference time. The encoder starts from its pretrained weights and the head
 from PyTorch's default initialisation, so a searched head and the linear baseline get exactly the
-same loop (``supernet.loop``), budget and seeds.
+same loop (``supernet.train.loop``), budget and seeds.
 """
 from __future__ import annotations
 
@@ -22,12 +22,15 @@ from supernet.core.files import atomic_write_json, atomic_write_text, read_json
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData
-from supernet.data.tasks import TASKS, TaskSpec
+from supernet.data.tasks import TASKS, TaskSpec, get_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, resolve_model
 from supernet.nn.head import plain_head
 from supernet.nn.model import FrozenModel, build_model
-from supernet.nn.saved import save_model
+from supernet.nn.saved import (
+    MODEL_FILE,  # noqa: E402  (re-exported: retrain.run.MODEL_FILE is used by tools)
+    save_model,
+)
 from supernet.scoring.candidates import evaluate
 from supernet.scoring.cost import model_costs
 from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches
@@ -42,7 +45,6 @@ from supernet.train.loop import (
 )
 from supernet.train.supernet import load_supernet
 
-MODEL_FILE = "model.pt"
 CHECKPOINT = "checkpoint.pt"
 RESULTS = "results.json"
 SETTINGS = "settings.json"  # per head: what its seeds were trained with (a resume must match it)
@@ -58,8 +60,8 @@ class RetrainConfig(FineTuneConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise InputError(f"--seeds must be distinct integers, got {self.seeds}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise InputError(f"--seeds must be distinct integers >= 0, got {self.seeds}")
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def resolve_heads(architecture: str, heads_cfg: HeadsConfig, task: str | None, e
         task, heads = task or "mrpc", []
     else:
         arch = Architecture.load(architecture)
-        if task and arch.task and task != arch.task:
+        task = _task_name(task)
+        if task and arch.task and task != _task_name(arch.task):
             raise InputError(f"{architecture} was searched for task {arch.task!r}, not --task {task!r}; "
                              "retrain it on its own task or search again")
         task = task or arch.task
@@ -173,11 +176,21 @@ def check_heads(heads: list[tuple[str, Architecture]], spec: TaskSpec, encoder: 
                              "it was searched with")
 
 
+def _task_name(task: str | None) -> str | None:
+    """A GLUE task's canonical name ('MRPC', 'SST-2' -> 'mrpc', 'sst2'); other names as given."""
+    return get_task(task).name if task and task.lower().replace("-", "").replace("_", "") in TASKS else task
+
+
 def inherited_supernet(run_dir: str, heads: list[tuple[str, Architecture]], spec: TaskSpec) -> dict[str, Any]:
     """{architecture head name: the run's trained supernet}, after checking they belong together."""
     name, arch = heads[0]
     if name == "linear":
         raise InputError("--init-from applies to a searched architecture; give its JSON instead of 'linear'")
+    summary = Path(run_dir) / "search_summary.json"
+    searched = read_json(summary, "a finished search's summary").get("task") if summary.is_file() else None
+    if searched and arch.task and searched != arch.task:
+        raise InputError(f"--init-from {run_dir}: that run searched task {searched!r}, and {name} is for "
+                         f"{arch.task!r}; pass the run that exported it")
     supernet = load_supernet(run_dir)
     if supernet.space.name != arch.space:
         raise InputError(f"--init-from {run_dir}: its supernet is space {supernet.space.name!r}, and {name} is "
@@ -207,8 +220,10 @@ class RetrainPlan:
 
     def settings(self, name: str, arch: Architecture) -> dict[str, Any]:
         fine_tune = {k: v for k, v in self.cfg_for(name).to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        # the rows themselves, not only the paths: a file changed between runs must not mix into one mean
+        rows = {"train": self.task.train.fingerprint(), "dev": self.task.dev.fingerprint()}
         return {"architecture": {"space": arch.space, "choices": dict(arch.choices)}, "fine_tune": fine_tune,
-                "data": self.data.to_dict(), "encoder": self.encoder.to_dict(),
+                "data": self.data.to_dict(), "rows": rows, "encoder": self.encoder.to_dict(),
                 "init": "supernet" if name in (self.inherit or {}) else "pretrained encoder"}
 
 
@@ -333,6 +348,7 @@ def run_retrain(architecture: str, heads_cfg: HeadsConfig, task: str | None, mak
     cfg = replace(cfg, device=distributed.init_from_env(cfg.device))  # under torchrun: data parallel
     task_name, heads = resolve_heads(architecture, heads_cfg, task, encoder)
     data = make_data(task_name)
+    encoder.check_inputs(data.max_length)
     task = load_task(data, load_tokenizer(encoder.model))
     heads = [(n, replace(a, labels=task.spec.label_names) if n == "linear" else a) for n, a in heads]
     check_heads(heads, task.spec, encoder)

@@ -1,10 +1,12 @@
 """Typed configs of the search stage (light: no NNI or Lightning import). Each field is also its flag."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
+from supernet.core.webui import check_port_range, port_arg
 from supernet.scoring.cost import PENALTIES, Objective
 
 from .registry import NAMES, StrategySpec, get_strategy
@@ -34,8 +36,7 @@ class SearchConfig(Config):
     calib_samples: int = arg(512, "training rows for batch-norm recalibration of each candidate")
     random_baseline: int | None = arg(None, "random subnets scored from the same supernet, for comparison "
                                             "(default: --trials, so best-of-random has the search's budget)")
-    seed: int = arg(0, "seed of the supernet's initial head weights, batch order, sampled heads and the strategy")
-    port: int = arg(8080, "NNI web UI port")
+    port: int = port_arg()
     webui: bool = arg(True, "run the strategy in-process (no NNI manager, no web UI): for CI and headless use",
                       flag="--no-webui")
     linger: float = arg(0.0, "keep the web UI up this long after the last trial", flag="--webui-linger",
@@ -56,12 +57,17 @@ class SearchConfig(Config):
     @property
     def multi_trial(self) -> str | None:
         """The multi-trial search run over the trained supernet (None: one-shot export)."""
-        return self.spec.multi_trial
+        return self.spec.search_name
 
     def __post_init__(self):
         self.spec  # validates --strategy
         if self.trials < 1 or self.top_k < 1 or self.concurrency < 1:
             raise InputError("--trials, --top-k and --concurrency must be >= 1")
+        start = self.spec.search.random_start if self.spec.search else None
+        if start and self.trials <= getattr(self, start):
+            warnings.warn(f"--trials {self.trials} <= --{start} {getattr(self, start)}: {self.spec.search.name} draws "
+                          f"its first {start} at random, so every trial is random; lower --{start} or raise --trials",
+                          UserWarning, stacklevel=3)
         if not 1 <= self.sample_size <= self.population:
             raise InputError(f"--sample-size must be in [1, --population={self.population}], got {self.sample_size}")
         self.objective  # validates --penalty / --penalty-weight
@@ -71,8 +77,7 @@ class SearchConfig(Config):
             object.__setattr__(self, "random_baseline", self.trials)  # frozen dataclass
         if self.random_baseline < 1:
             raise InputError(f"--random-baseline must be >= 1, got {self.random_baseline}")
-        if not 1 <= self.port <= 65535:
-            raise InputError(f"--port must be in [1, 65535], got {self.port}")
+        check_port_range(self.port)
         if self.training_service_config:
             if not self.webui:
                 raise InputError("--training-service-config runs trials through NNI's manager; drop --no-webui")

@@ -3,7 +3,7 @@
 With the web UI, NNI's manager runs every candidate as a trial (visible with its parameters and
 metric at http://127.0.0.1:<port>); without it (``--no-webui``), NNI's sequential engine runs the
 same strategy in-process. Either way a trial scores a candidate on cached encoder outputs with
-weights inherited from the supernet (``supernet.scoring``); the trial plumbing is ``strategies.trials``.
+weights inherited from the supernet (``supernet.scoring.candidates``); the trial plumbing is ``strategies.trials``.
 
 Resumable after a kill: after every finished trial the strategy's state (population, random state,
 dedup set) is saved beside the trials ledger. A resumed search loads that state, answers candidates
@@ -88,18 +88,26 @@ class _Resumable:
         super()._cleanup()
 
 
-def make_strategy(cfg: SearchConfig, state_file: Path, resume_from: dict | None = None, space: str | None = None):
-    """NNI's strategy of ``cfg``, resumable, deduplicating on networks of ``space`` when given."""
+# The registry's multi-trial factories: (cfg, seed, state_file, resume_from, space) -> the NNI strategy,
+# resumable, deduplicating on the networks of ``space`` when given.
+
+def regularized_evolution(cfg: SearchConfig, seed: int, state_file: Path, resume_from: dict | None = None,
+                          space: str | None = None):
     from nni.nas import strategy
-    canonical = get_space(space).canonical if space else None
-    if cfg.multi_trial == "evolution":
-        cls = type("ResumableEvolution", (_Resumable, strategy.RegularizedEvolution), {})
-        return cls(population_size=cfg.population, sample_size=cfg.sample_size, mutation_prob=0.1, dedup=True,
-                   seed=cfg.seed, state_file=state_file, resume_from=resume_from, canonical=canonical)
-    if cfg.multi_trial == "random":
-        cls = type("ResumableRandom", (_Resumable, strategy.Random), {})
-        return cls(dedup=True, seed=cfg.seed, state_file=state_file, resume_from=resume_from, canonical=canonical)
-    raise InputError(f"--strategy {cfg.strategy} has no multi-trial search stage")
+    cls = type("ResumableEvolution", (_Resumable, strategy.RegularizedEvolution), {})
+    return cls(population_size=cfg.population, sample_size=cfg.sample_size, mutation_prob=0.1, dedup=True,
+               seed=seed, state_file=state_file, resume_from=resume_from, canonical=_canonical(space))
+
+
+def random_search(cfg: SearchConfig, seed: int, state_file: Path, resume_from: dict | None = None,
+                  space: str | None = None):
+    from nni.nas import strategy
+    cls = type("ResumableRandom", (_Resumable, strategy.Random), {})
+    return cls(dedup=True, seed=seed, state_file=state_file, resume_from=resume_from, canonical=_canonical(space))
+
+
+def _canonical(space: str | None):
+    return get_space(space).canonical if space else None
 
 
 def load_strategy_state(path: Path) -> dict | None:
@@ -112,15 +120,17 @@ def load_strategy_state(path: Path) -> dict | None:
                          "the search from the trials ledger") from None
 
 
-def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path) -> list[dict[str, Any]]:
-    """Run the search (or the rest of it); return every trial as {'choices', 'score', 'metrics'} in finish order."""
+def run_experiment(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, seed: int) -> list[dict[str, Any]]:
+    """Run the search (or the rest of it) at ``seed``; return every trial as {'choices', 'score', 'metrics'} in
+    finish order."""
     work_dir.mkdir(parents=True, exist_ok=True)
     ledger = work_dir.parent / LEDGER
     state_file = work_dir.parent / STRATEGY_STATE
     resume_from = load_strategy_state(state_file)
     remaining = cfg.trials - (resume_from["trials_done"] if resume_from else 0)
     if remaining > 0:
-        run_nni(space, state_path, cfg, work_dir, ledger, make_strategy(cfg, state_file, resume_from, space), remaining)
+        strategy = cfg.spec.build_search(cfg, seed, state_file, resume_from, space)
+        run_nni(space, state_path, cfg, work_dir, ledger, strategy, remaining)
     scorer = cached_scorer(str(state_path.resolve()))
     return [{"choices": r["choices"], "score": scorer.objective_value(r["metrics"]), "metrics": r["metrics"]}
             for r in read_ledger(ledger)][:cfg.trials]

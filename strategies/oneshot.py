@@ -42,10 +42,9 @@ from supernet.core.errors import InputError
 from supernet.core.nni_compat import patch_darts_arch_parameter_order
 from supernet.nn.head import SuperHead
 from supernet.nn.ops import Mixture
-from supernet.nn.space import SearchSpace
+from supernet.nn.space import POOL, SearchSpace
 
 from .config import OneShotConfig
-from .registry import get_strategy
 
 patch_darts_arch_parameter_order()  # NNI's order is per-process random: breaks resuming (see nni_compat)
 
@@ -65,9 +64,12 @@ class Policy:
     def choices(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def pools(self) -> tuple[str, ...]:
-        """The poolings this step's forward reads (mixtures read them all)."""
-        return self.labels["pool"]
+    def candidates(self, label: str) -> tuple:
+        """The values of ``label`` this step's forward may read (a mixture reads them all)."""
+        return self.labels[label]
+
+    def log(self, writer, step: int) -> None:
+        """Write what the policy itself learns or schedules to TensorBoard (nothing, unless it has some)."""
 
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError
@@ -93,8 +95,8 @@ class SamplePolicy(Policy):
             raise RuntimeError("OneShotHead: forward() before resample()")
         return self._sample
 
-    def pools(self) -> tuple[str, ...]:
-        return (self.choices()["pool"],)
+    def candidates(self, label: str) -> tuple:
+        return (self.choices()[label],)
 
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         if self._sample is None:
@@ -142,6 +144,10 @@ class GumbelPolicy(SoftmaxPolicy):
     def weights(self, label: str) -> torch.Tensor:
         return F.gumbel_softmax(self.alphas[label], tau=self.temperature, hard=False, dim=-1)
 
+    def log(self, writer, step: int) -> None:
+        if step % 10 == 0:
+            writer.add_scalar("gumbel/temperature", self.temperature, step)
+
 
 class BinaryGatePolicy(SoftmaxPolicy):
     """ProxylessNAS: one candidate per label sampled from ``softmax(alpha)`` per step; its gate is 1,
@@ -177,11 +183,9 @@ class OneShotHead(BaseSuperNetModule):
     def __init__(self, head: SuperHead, policy: Policy, alphas: Mapping[str, nn.Parameter] | None = None):
         super().__init__()
         self.space: SearchSpace = head.space
-        # registered here: the same parameters
-        self.tokens, self.layers, self.classifier = head.tokens, head.layers, head.classifier
-        # kept outside the module tree: after search the plain SuperHead (same parameters) goes back
-        # into the supernet, so checkpoints, scoring and freeze() see the usual structure
-        object.__setattr__(self, "origin", head)
+        # the plain head, whose parameters train; after search it goes back into the supernet, so that
+        # checkpoints, scoring and freeze() see the usual structure (``head_hook`` never wraps it twice)
+        self.head = head
         self._arch_alpha = nn.ParameterDict(dict(alphas or {}))
         self.policy = policy
 
@@ -203,11 +207,11 @@ class OneShotHead(BaseSuperNetModule):
 
     def needed_pools(self) -> tuple[str, ...]:
         """The poolings ``forward`` reads (the encoder pools only those)."""
-        return self.policy.pools()
+        return self.policy.candidates(POOL)
 
     def forward(self, features) -> torch.Tensor:
         """``features``: the encoder's ``Features`` (or its poolings by name, for a space without token blocks)."""
-        return self.origin(features, self.policy.choices())
+        return self.head(features, self.policy.choices())
 
 
 def make_policy(name: str, space: SearchSpace, alphas: Mapping[str, nn.Parameter] | None,
@@ -228,9 +232,14 @@ def head_hook(policy: str, cfg: OneShotConfig | None = None, seed: int = 0):
     """An NNI mutation hook replacing our ``SuperHead`` by a ``OneShotHead`` with ``policy``.
     For DARTS-family strategies NNI has created one alpha per label (``DARTS.mutate_model``) and
     put them in ``memo``."""
+    wrapped: set[int] = set()
+
     def hook(module: nn.Module, name: str, memo: dict[str, Any], mutate_kwargs: dict[str, Any]):
-        if type(module) is not SuperHead:  # exact type: never re-wrap, never touch other modules
+        # exact type: never touch other modules; NNI then visits the wrapper's children, the head among
+        # them, which must stay itself
+        if type(module) is not SuperHead or id(module) in wrapped:
             return None
+        wrapped.add(id(module))
         alphas = {k: memo[k] for k in module.space.labels()} if policy != "sample" else None
         return OneShotHead(module, make_policy(policy, module.space, alphas, cfg, seed), alphas)
     return hook
@@ -346,14 +355,22 @@ def _reinforce_enas_class():
     return ReinforceENAS
 
 
-def make_oneshot_strategy(name: str, space: SearchSpace, cfg: OneShotConfig, grad_clip: float, seed: int):
-    """The NNI strategy for ``--strategy name`` (the registry's class), our head hook first in its hook list."""
+# The registry's one-shot factories: (spec, space, cfg, grad_clip, seed) -> the NNI strategy, our head hook
+# (the spec's policy) first in its hook list.
+
+def random_one_shot(spec, space: SearchSpace, cfg: OneShotConfig, grad_clip: float, seed: int):
+    """SPOS: NNI's RandomOneShot (it trains weights only; clipping is Lightning's, see ``_trainer``)."""
     from nni.nas import strategy
-    spec = get_strategy(name)
-    hook = head_hook(spec.policy, cfg, seed)
-    if name == "enas":
-        return _reinforce_enas_class()(space.labels(), cfg, grad_clip, mutation_hooks=[hook])
-    if name == "spos":
-        return strategy.RandomOneShot(mutation_hooks=[hook])
-    kwargs = {"mutation_hooks": [hook], "arc_learning_rate": cfg.arch_lr, "gradient_clip_val": grad_clip}
-    return getattr(strategy, spec.nni_class)(**kwargs)
+    return strategy.RandomOneShot(mutation_hooks=[head_hook(spec.policy, cfg, seed)])
+
+
+def differentiable(spec, space: SearchSpace, cfg: OneShotConfig, grad_clip: float, seed: int):
+    """DARTS, GumbelDARTS, Proxyless: NNI's class of that name, learning alpha at ``--arch-lr``."""
+    from nni.nas import strategy
+    return getattr(strategy, spec.nni_class)(mutation_hooks=[head_hook(spec.policy, cfg, seed)],
+                                             arc_learning_rate=cfg.arch_lr, gradient_clip_val=grad_clip)
+
+
+def reinforce_enas(spec, space: SearchSpace, cfg: OneShotConfig, grad_clip: float, seed: int):
+    """ENAS's update rule on NNI's one-shot machinery (see the module docstring for why not NNI's ENAS)."""
+    return _reinforce_enas_class()(space.labels(), cfg, grad_clip, mutation_hooks=[head_hook(spec.policy, cfg, seed)])

@@ -29,8 +29,8 @@ from supernet.train.loop import load_checkpoint, loss_fn, make_optimizer
 from supernet.train.supernet import TrainConfig, probe_architectures
 
 from .config import OneShotConfig
-from .oneshot import GumbelPolicy, OneShotHead, make_oneshot_strategy
-from .registry import get_strategy
+from .oneshot import OneShotHead
+from .registry import WEIGHTS, get_strategy
 
 CHECKPOINT_DIR = "checkpoints"
 LAST = "last.ckpt"
@@ -111,7 +111,7 @@ class ProbeCallback(pl.Callback):
 
     def __init__(self, name: str, supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
                  total: int, every: int, device: str, probes: list[dict[str, Any]]):
-        self.weights_only = get_strategy(name).multi_trial is not None
+        self.weights_only = get_strategy(name).learns == WEIGHTS
         self.supernet, self.spec, self.dev, self.pad_id = supernet, spec, dev, pad_id
         self.total, self.every, self.device, self.probes = total, every, device, probes
         self.batches, self.trajectory = 0, []
@@ -132,8 +132,7 @@ class ProbeCallback(pl.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         policy = self.supernet.head.policy
         policy.set_progress(self.batches / self.total)  # per step, not per epoch (see GumbelPolicy)
-        if isinstance(policy, GumbelPolicy) and self.batches % 10 == 0:
-            trainer.logger.experiment.add_scalar("gumbel/temperature", policy.temperature, self.batches)
+        policy.log(trainer.logger.experiment, self.batches)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         now = (time.time(), time.process_time())
@@ -150,12 +149,12 @@ class ProbeCallback(pl.Callback):
         feats = supernet_cache(self.supernet, self.dev, self.pad_id, self.device)
         writer = trainer.logger.experiment
         if self.weights_only:
-            for i, scores in enumerate(score_heads(head.origin, self.spec, feats, self.dev.labels, self.probes)):
+            for i, scores in enumerate(score_heads(head.head, self.spec, feats, self.dev.labels, self.probes)):
                 for metric, value in scores.items():
                     writer.add_scalar(f"probe{i}/{metric}", value, self.batches)
             return
         arch = self.supernet.space.canonical(pl_module.export())
-        scores = score_heads(head.origin, self.spec, feats, self.dev.labels, [arch])[0]
+        scores = score_heads(head.head, self.spec, feats, self.dev.labels, [arch])[0]
         self.trajectory.append({"step": self.batches, "choices": arch, "metrics": scores})
         for metric, value in scores.items():
             writer.add_scalar(f"export/{metric}", value, self.batches)
@@ -195,7 +194,7 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     # SPOS trains weights only (an evolution searches the result); the others learn the architecture too
-    weights_only = get_strategy(name).multi_trial is not None
+    weights_only = get_strategy(name).learns == WEIGHTS
     if weights_only:
         weight_rows, arch_rows = np.arange(len(train)), None
     else:
@@ -221,7 +220,7 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
         resumed_from = load_checkpoint(last)["callbacks"].get(probe_cb.state_key, {}).get("batches", 0)
     evaluator = Lightning(HeadTrainingModule(spec, cfg, total), trainer, train_dataloaders=train_loader,
                           val_dataloaders=arch_loader, fit_kwargs=fit_kwargs)
-    strategy = make_oneshot_strategy(name, supernet.space, oneshot, cfg.grad_clip, cfg.seed)
+    strategy = get_strategy(name).build_oneshot(supernet.space, oneshot, cfg.grad_clip, cfg.seed)
     # NNI warns about unused training-service settings and a not-yet-written checkpoint: noise here
     logging.getLogger("nni").setLevel(logging.ERROR)
     supernet.train()  # Lightning 2 keeps modules in the mode it finds them (from_pretrained leaves eval)
@@ -238,7 +237,7 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     module = strategy.oneshot_module
     exported = None if weights_only else supernet.space.canonical(module.export())
     probs = None if weights_only else module.export_probs()
-    supernet.head = supernet.head.origin  # the plain SuperHead, holding the trained parameters
+    supernet.head = supernet.head.head  # the plain SuperHead, holding the trained parameters
     return {"steps": total, "resumed_from": resumed_from, "sequences": total * cfg.batch_size,
             "exported": exported, "probabilities": probs, "trajectory": probe_cb.trajectory,
             "probes": probes, "seconds": probe_cb.seconds, "cpu_seconds": probe_cb.cpu_seconds}

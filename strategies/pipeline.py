@@ -142,6 +142,7 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
     if distributed.is_main() and search.webui and search.multi_trial:
         from supernet.core.webui import check_port_free
         check_port_free(search.port)  # now, not after an hour of supernet training
+    job.encoder.check_inputs(job.data.max_length)
     task = load_task(job.data, load_tokenizer(job.encoder.model))
     encoder = job.encoder.load()
     space = bind_space(train_cfg.space, encoder.config.num_hidden_layers)
@@ -154,7 +155,7 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
 
 def _train(job: SearchJob, p: _Prepared, run_dir: Path, resume: bool) -> dict[str, Any]:
     t = p.task
-    if job.search.spec.kind == "one-shot":
+    if job.search.spec.oneshot is not None:  # NNI's one-shot engine trains it, under the strategy's policy
         from .oneshot_train import train_oneshot
         return train_oneshot(job.search.strategy, p.supernet, t.spec, t.fit, t.val, t.pad_id, job.train,
                              job.oneshot, run_dir, resume)
@@ -200,7 +201,7 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
     clock["features"] = (time.time(), time.process_time())
     if search.multi_trial:
         from .evolution import run_experiment
-        trials = run_experiment(space.name, state_path, search, run_dir / "nni")
+        trials = run_experiment(space.name, state_path, search, run_dir / "nni", job.train.seed)
         if not trials:
             raise RuntimeError(f"no trial reported a metric; see the trial logs under {run_dir / 'nni'}")
         candidates, top_k = trials, search.top_k
@@ -232,7 +233,7 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
 def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> dict[str, Any]:
     search, spec, space, supernet = job.search, p.task.spec, p.supernet.space, p.supernet
     dev, pad_id = p.task.val, p.task.pad_id  # latency measured on the selection split's rows
-    random_scores = report.random_subnets(scorer, search.random_baseline, search.seed)
+    random_scores = report.random_subnets(scorer, search.random_baseline, job.train.seed)
     report.plot_trajectory(trials, random_scores, spec.main_metric, run_dir / "trajectory.png",
                            "trial" if search.multi_trial else "training step (architecture exported at that step)")
     front = report.write_pareto(trials, scorer, reference, run_dir) if search.multi_trial else []
@@ -244,7 +245,7 @@ def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> d
         "task": spec.name, "space": space.name, "space_size": space.size(),
         "encoder": job.encoder.name, "num_hidden_layers": job.encoder.num_hidden_layers,
         "metric": spec.main_metric, "trials": len(trials) if search.multi_trial else 0,
-        "selection_split": _selection_split(job.data, p.task), "selection_seed": search.seed,
+        "selection_split": _selection_split(job.data, p.task), "selection_seed": job.train.seed,
         "webui": search.webui and bool(search.multi_trial),
         "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
         "top_k": [dict(a.metrics) for a in top],

@@ -1,4 +1,5 @@
-"""``python -m supernet.analyze``: linear CKA and per-layer probes between two encoders (see ``supernet.analysis``)."""
+"""``python -m supernet.analyze``: linear CKA and per-layer probes between two encoders (see
+``supernet.scoring.analysis``)."""
 from __future__ import annotations
 
 import sys

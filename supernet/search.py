@@ -11,7 +11,7 @@ from pathlib import Path
 
 from strategies.config import OneShotConfig, SearchConfig
 from strategies.pipeline import SearchJob, run_search
-from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.cli import add_config_group, add_resume, parser, resumed_output, run_cli
 from supernet.core.config import explicit_dests, from_args
 from supernet.core.errors import InputError
 from supernet.core.files import OutputConfig
@@ -31,22 +31,23 @@ def build_parser():
                                             "supernet's weights).")
     for part, cls in PARTS.items():
         add_config_group(p, TITLES[part], cls)
-    add_config_group(p, "output", OutputConfig).add_argument(
-        "--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run in RUN_DIR with its settings")
+    add_resume(add_config_group(p, "output", OutputConfig), "search with its stored settings", bare=False)
     return p
 
 
 def run(args, argv: list[str] | None) -> None:
     if not args.resume:
         job = SearchJob(**{part: from_args(cls, args) for part, cls in PARTS.items()})
-        run_search(job, Path(args.output_dir) if args.output_dir else None, overwrite=args.overwrite)
+        output_dir, _ = resumed_output(args)  # no --resume here: the output directory, ~ expanded
+        run_search(job, Path(output_dir) if output_dir else None, overwrite=args.overwrite)
         return
-    stored = SearchJob.load(Path(args.resume))
+    run_dir = Path(args.resume).expanduser()
+    stored = SearchJob.load(run_dir)
     explicit = explicit_dests(build_parser(), argv) - {"resume"}
     if explicit & {"output_dir", "overwrite"}:
         raise InputError("--resume RUN_DIR continues that run in place; drop --output-dir / --overwrite")
     job = stored.resumed_with({k: getattr(args, k) for k in explicit})
-    run_search(job, Path(args.resume), resume=True)
+    run_search(job, run_dir, resume=True)
 
 
 def main(argv: list[str] | None = None) -> int:

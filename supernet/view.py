@@ -1,14 +1,16 @@
 """Reopen a finished search in the NNI web UI: ``python -m supernet.view <run dir> [--port 8080]``."""
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from supernet.core.cli import run_cli
+from supernet.core.cli import add_config_group, parser, run_cli
+from supernet.core.config import Config, from_args
 from supernet.core.errors import MissingInput
+from supernet.core.webui import check_port_free, check_port_range, port_arg
 
 
 def find_experiment(run_dir: Path) -> str:
@@ -22,7 +24,6 @@ def find_experiment(run_dir: Path) -> str:
 def view(run_dir: Path, port: int) -> None:
     """Serve the run's experiment (its trials and metrics) at http://127.0.0.1:<port> until Ctrl-C."""
     from supernet.core.nni_compat import patch_nas_experiment_view
-    from supernet.core.webui import check_port_free
     exp_id = find_experiment(run_dir)
     check_port_free(port)
     from nni.experiment import Experiment, launcher
@@ -60,11 +61,21 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
+@dataclass(frozen=True)
+class ViewConfig(Config):
+    """Where the reopened web UI listens."""
+
+    port: int = port_arg()
+
+    def __post_init__(self):
+        check_port_range(self.port)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m supernet.view", description=__doc__)
-    parser.add_argument("run_dir", type=Path, help="a run directory written by python -m supernet.search")
-    parser.add_argument("--port", type=int, default=8080, help="web UI port (default: 8080)")
-    return run_cli(parser, lambda args: view(args.run_dir, args.port), argv)
+    p = parser("python -m supernet.view", __doc__)
+    p.add_argument("run_dir", type=Path, help="a run directory written by python -m supernet.search")
+    add_config_group(p, "web UI", ViewConfig)
+    return run_cli(p, lambda args: view(args.run_dir, from_args(ViewConfig, args).port), argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import re
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,6 +181,13 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(capsys, tmp_path, glu
     (["--space", "huge"], r"unknown space 'huge'"),
     (["--max-steps", "0"], r"--max-steps must be >= 1"),
     (["--trials", "0"], r"--trials, --top-k and --concurrency must be >= 1"),
+    # the audit of issue #29: these ran without complaint, and meant nothing
+    (["--penalty", "params"], r"--penalty params needs --penalty-weight > 0"),
+    (["--grad-clip", "0"], r"--grad-clip must be > 0"),
+    (["--weight-decay", "-0.1"], r"--weight-decay must be >= 0"),
+    (["--seed", "-1"], r"--seed must be >= 0"),
+    (["--device", "gpu"], r"--device 'gpu' is not a device"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], r"--device cuda"),
 ])
 def test_bad_flag_values(capsys, tmp_path, glue_dir, argv, pattern):
     search_refuses(capsys, tmp_path, glue_dir, argv, pattern)
@@ -305,3 +313,224 @@ def test_backbone_architecture_on_an_encoder_of_another_depth(capsys, tmp_path, 
     retrain_refuses(capsys, tmp_path, glue_dir, [str(f)],
                     r"a chooses 2 encoder layers \(space 'tiny\+ffn@2'\) and the encoder has 6; pass the "
                     r"--num-hidden-layers it was searched with")
+
+
+def test_resume_takes_the_directory_in_every_command(tmp_path):
+    """``--resume DIR`` as the search has it, in retrain and compare too; a bare ``--resume`` still
+    continues ``--output-dir``; a different ``--output-dir`` beside ``--resume DIR`` is refused."""
+    from retrain.cli import build_parser as retrain_parser
+    from retrain.compare import build_parser as compare_parser
+    from supernet.core.cli import resumed_output
+    from supernet.core.errors import InputError
+    out = str(tmp_path / "out")
+    for parser, first in ((retrain_parser(), ["linear"]), (compare_parser(), [])):
+        assert resumed_output(parser.parse_args([*first, "--resume", out])) == (out, True)
+        assert resumed_output(parser.parse_args([*first, "--resume", "--output-dir", out])) == (out, True)
+        assert resumed_output(parser.parse_args([*first, "--output-dir", out])) == (out, False)
+        assert resumed_output(parser.parse_args([*first, "--resume", out, "--output-dir", out])) == (out, True)
+        with pytest.raises(InputError, match="--resume .* continues that directory"):
+            resumed_output(parser.parse_args([*first, "--resume", out, "--output-dir", str(tmp_path / "other")]))
+        with pytest.raises(InputError, match="give --resume DIR"):
+            resumed_output(parser.parse_args([*first, "--resume"]))
+
+
+# ---------------------------------------------------------------- the bad-input audit of issue #29
+# Each case: a value that ran without complaint but meant nothing, or one refused although a user
+# would expect it to work. The closing note lists them.
+
+def _own_files(tmp_path, body: str, name: str = "f.csv", **kwargs):
+    from supernet.data.sources import DataConfig, load_splits
+    path = csv_file(tmp_path / name, body)
+    return load_splits(DataConfig(train_file=str(path), dev_file=str(path), text_columns=("text",), **kwargs))
+
+
+@pytest.mark.parametrize("labels, classes, names", [
+    ([i % 150 for i in range(300)], 150, None),       # CLINC150-style ids: classes, not a regression
+    ([(-1) ** i for i in range(10)], 2, ("-1", "1")),  # -1 / +1: classes in numeric order
+    (["1.0", "0.0"] * 5, 2, None),                    # pandas writes ints as floats once a NaN was there
+])
+def test_integer_labels_are_classes(tmp_path, labels, classes, names):
+    spec, splits = _own_files(tmp_path, "text,label\n" + "".join(f"t{i},{v}\n" for i, v in enumerate(labels)))
+    assert spec.num_labels == classes and spec.label_names == names
+    if labels[0] == "1.0":
+        assert splits["train"].labels[:2].tolist() == [1, 0]
+
+
+def test_integer_labels_are_a_regression_when_asked(tmp_path):
+    spec, _ = _own_files(tmp_path, "text,label\n" + "".join(f"t{i},{i % 5}\n" for i in range(10)), num_labels=1)
+    assert spec.is_regression
+
+
+@pytest.mark.parametrize("body, message", [
+    ("text,label\na,1.0\nb,\nc,0.0\n", r"row 2 has no label"),
+    ("text,label\na,0.5\nb,nan\nc,0.25\n", r"row 2 has no label"),
+    ('{"text": "a", "label": "pos"}\n{"text": "b", "label": null}\n', r"row 2 has no label"),
+    ("text,label\na,0\nb,0\n", r"holds one value"),
+])
+def test_missing_or_single_labels_are_named(tmp_path, body, message):
+    from supernet.core.errors import InputError
+    with pytest.raises(InputError, match=message):
+        _own_files(tmp_path, body, "f.jsonl" if body.startswith("{") else "f.csv")
+
+
+def test_label_names_are_stripped(tmp_path):
+    spec, splits = _own_files(tmp_path, "text,label\na,neg \nb,pos\nc,neg\n")
+    assert spec.label_names == ("neg", "pos") and splits["train"].labels.tolist() == [0, 1, 0]
+
+
+def test_regression_labels_must_be_finite(tmp_path):
+    from supernet.core.errors import InputError
+    with pytest.raises(InputError, match="row 2's label 'inf' is not a finite number"):
+        _own_files(tmp_path, "text,label\na,0.5\nb,inf\nc,0.25\n")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"text_columns": ("a", "b", "c")}, r"names 3 columns"),
+    ({"text_columns": ("label",)}, r"--label-column 'label' is also a --text-columns column"),
+])
+def test_text_columns_that_cannot_be_meant(kwargs, message):
+    from supernet.core.errors import InputError
+    from supernet.data.sources import DataConfig
+    with pytest.raises(InputError, match=message):
+        DataConfig(train_file="t.csv", dev_file="t.csv", **kwargs)
+
+
+@pytest.mark.parametrize("name, body, message", [
+    ("f.csv", "text,text,label\na,b,0\nc,d,1\n", r"names \['text'\] more than once"),
+    ("f.jsonl", '{"text": "a", "label": 0}\n[1, 2]\n', r"line 2 is a JSON list, not an object"),
+    ("f.jsonl", '{"text": "a", "label": 0}\n{"text": "b"}\n', r"row 2 has no 'label'"),
+    ("f.jsonl", '{"text": "a", "label": 0}\n{"text": null, "label": 1}\n', r"row 2 has no text in 'text'"),
+])
+def test_malformed_rows_are_named(tmp_path, name, body, message):
+    from supernet.core.errors import InputError
+    with pytest.raises(InputError, match=message):
+        _own_files(tmp_path, body, name)
+
+
+def test_a_json_array_of_rows_is_read(tmp_path):
+    rows = [{"text": f"t{i}", "label": i % 2} for i in range(6)]
+    spec, splits = _own_files(tmp_path, json.dumps(rows), "f.json")
+    assert spec.num_labels == 2 and len(splits["train"]) == 6
+
+
+def _task(tmp_path, tokenizer, **kwargs):
+    from supernet.data.sources import DataConfig
+    from supernet.data.splits import load_task
+    return load_task(DataConfig(text_columns=("text",), label_column="label", **kwargs), tokenizer)
+
+
+def test_a_selection_file_that_is_the_report_split_is_flagged(tmp_path, tokenizer):
+    from supernet.data.sources import SplitWarning
+    body = "text,label\n" + "".join(f"row {i},{i % 2}\n" for i in range(40))
+    train = csv_file(tmp_path / "train.csv", body)
+    dev = csv_file(tmp_path / "dev.csv", "text,label\n" + "".join(f"dev {i},{i % 2}\n" for i in range(20)))
+    with pytest.warns(SplitWarning, match="--val-file shares 20 of its 20 rows with the report split"):
+        _task(tmp_path, tokenizer, train_file=str(train), dev_file=str(dev), val_file=str(dev))
+    with pytest.warns(SplitWarning, match="--test-file shares 40 of its 40 rows with the training rows"):
+        _task(tmp_path, tokenizer, train_file=str(train), test_file=str(train))
+
+
+def test_first_rows_of_a_sorted_file_and_a_one_class_report_split_are_flagged(tmp_path, tokenizer):
+    from supernet.data.sources import SplitWarning
+    sorted_rows = "text,label\n" + "".join(f"row {i},{i // 20}\n" for i in range(60))
+    train = csv_file(tmp_path / "train.csv", sorted_rows)
+    ones = csv_file(tmp_path / "dev.csv", "text,label\n" + "".join(f"dev {i},1\n" for i in range(10)))
+    with pytest.warns(SplitWarning) as seen:
+        _task(tmp_path, tokenizer, train_file=str(train), dev_file=str(ones), max_train_samples=40)
+    text = " | ".join(str(w.message) for w in seen)
+    assert "hold 2 of the 3 classes" in text and "every row of the report split has the label 1" in text
+
+
+def test_an_encoder_is_not_given_more_layers_or_positions_than_it_has(capsys, tmp_path, glue_dir, tiny_model_dir):
+    """transformers adds freshly initialised layers past the checkpoint's (silently, its warning muted),
+    and a row longer than the position embeddings crashes after the run directory is written."""
+    model = ["--model", str(tiny_model_dir)]
+    search_refuses(capsys, tmp_path, glue_dir, [*model, "--num-hidden-layers", "4"],
+                   r"--num-hidden-layers 4, and the encoder has 2 layers")
+    search_refuses(capsys, tmp_path, glue_dir, [*model, "--max-length", "256"],
+                   r"--max-length 256 exceeds the encoder's 128 positions")
+
+
+def test_compare_budget_flags_are_named_and_nothing_is_created(capsys, tmp_path, glue_dir):
+    from retrain.compare import main as compare_main
+    out = tmp_path / "cmp"
+    refused(capsys, compare_main, ["--task", "mrpc", "--glue-dir", str(glue_dir), "--supernet-max-steps", "0",
+                                   "--output-dir", str(out)], r"--supernet-max-steps must be >= 1", out)
+    refused(capsys, compare_main, ["--task", "mrpc", "--glue-dir", str(glue_dir), "--seeds=-1,2",
+                                   "--output-dir", str(out)], r"--seeds must be distinct integers >= 0", out)
+
+
+def test_evolution_that_never_leaves_its_random_start_is_flagged():
+    from strategies.config import SearchConfig
+    with pytest.warns(UserWarning, match="every trial is random"):
+        SearchConfig(trials=8, population=16)
+
+
+def test_init_from_a_run_of_another_task_is_refused(tmp_path):
+    from retrain.run import inherited_supernet
+    from supernet.core.errors import InputError
+    from supernet.data.tasks import get_task
+    run = tmp_path / "cola-run"
+    run.mkdir()
+    (run / "search_summary.json").write_text(json.dumps({"task": "cola"}))
+    arch = linear_architecture("sst2", "all-MiniLM-L6-v2")
+    with pytest.raises(InputError, match="that run searched task 'cola', and arch is for 'sst2'"):
+        inherited_supernet(str(run), [("arch", arch)], get_task("sst2"))
+
+
+def test_retrain_names_tasks_and_the_packaged_encoder_as_search_does(tmp_path):
+    """``--task MRPC`` is the record's 'mrpc', and the packaged encoder's folder is the encoder it names."""
+    from retrain.run import HeadsConfig, resolve_heads
+    from supernet.nn.encoder import EncoderConfig, default_model_dir
+    arch = arch_file(tmp_path / "a.json")
+    assert resolve_heads(str(arch), HeadsConfig(), "MRPC", EncoderConfig())[0] == "mrpc"
+    assert resolve_heads(str(arch), HeadsConfig(), None, EncoderConfig(model=default_model_dir()))[0] == "mrpc"
+
+
+def test_a_resumed_retrain_refuses_changed_data(tmp_path):
+    """Paths alone were compared: a file rewritten between two runs mixed two datasets into one mean."""
+    from retrain.run import RetrainConfig, RetrainPlan, check_resume_settings
+    from supernet.core.errors import InputError
+    from supernet.data.encoded import Encoded
+    from supernet.data.sources import DataConfig
+    from supernet.data.splits import TaskData
+    from supernet.data.tasks import get_task
+    from supernet.nn.encoder import EncoderConfig
+
+    def plan(labels):
+        rows = Encoded([np.array([101, 7, 102])] * 4, [np.zeros(3, np.int8)] * 4, np.array(labels))
+        return RetrainPlan(TaskData(get_task("sst2"), rows, rows, rows, rows, 0), RetrainConfig(), EncoderConfig(),
+                           DataConfig(task="sst2"))
+    arch = linear_architecture("sst2", "all-MiniLM-L6-v2")
+    check_resume_settings(tmp_path, plan([0, 1, 0, 1]).settings("linear", arch))
+    check_resume_settings(tmp_path, plan([0, 1, 0, 1]).settings("linear", arch))  # same rows: accepted
+    with pytest.raises(InputError, match=r"rows.train"):
+        check_resume_settings(tmp_path, plan([1, 1, 0, 1]).settings("linear", arch))
+
+
+def test_home_relative_paths_are_expanded(tmp_path, monkeypatch):
+    from supernet.core.cli import resumed_output
+    from supernet.data.sources import DataConfig
+    from supernet.search import build_parser
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert DataConfig(train_file="~/t.csv", dev_file="~/d.csv", text_columns=("x",)).train_file == str(tmp_path / "t.csv")
+    assert resumed_output(build_parser().parse_args(["--output-dir=~/run"]))[0] == str(tmp_path / "run")
+
+
+def test_predict_takes_a_head_folder_and_names_a_checkpoint(tmp_path):
+    from supernet.core.errors import InputError
+    from supernet.nn.saved import read_model_file
+    head = tmp_path / "linear"
+    head.mkdir()
+    with pytest.raises(InputError, match="is a folder without a model.pt"):
+        read_model_file(head)
+    torch.save({"model": {}, "optimizer": {}, "step": 3}, head / "checkpoint.pt")
+    with pytest.raises(InputError, match="is a training checkpoint, not a saved model"):
+        read_model_file(head / "checkpoint.pt")
+    torch.save({"architecture": {"space": "mlp"}, "num_labels": 2}, head / "model.pt")
+    assert read_model_file(head)["num_labels"] == 2
+
+
+def test_view_port_out_of_range(capsys, tmp_path):
+    from supernet.view import main as view_main
+    refused(capsys, view_main, [str(tmp_path), "--port", "99999"], r"--port must be in \[1, 65535\]", tmp_path)

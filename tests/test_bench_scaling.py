@@ -1,4 +1,4 @@
-"""bench/gpu_scaling.py's projection arithmetic (the numbers in README 'Scaling out' come from it)."""
+"""bench/gpu_scaling.py's projection arithmetic (the numbers in bench/RESULTS.md's H100 section come from it)."""
 import importlib.util
 import json
 import math

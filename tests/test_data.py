@@ -166,3 +166,26 @@ def test_dynamic_padding_and_bucketing(glue_dir, tokenizer):
     for batch in iterate(data, 16, 0):
         lengths = batch["attention_mask"].sum(1)
         assert lengths.max() == batch["input_ids"].shape[1]
+
+
+def test_own_train_file_reported_on_a_test_file_needs_no_dev_file(tmp_path, tokenizer):
+    """``--train-file A --test-file T``: the selection split is carved from A, the report is T; no dev
+    file is asked for (it would go unused)."""
+    from supernet.data.splits import load_task
+    for name, n in (("train", 40), ("test", 6)):
+        (tmp_path / f"{name}.csv").write_text("text,y\n" + "".join(f"{name} row {i},{i % 2}\n" for i in range(n)))
+    cfg = DataConfig(train_file=str(tmp_path / "train.csv"), test_file=str(tmp_path / "test.csv"),
+                     text_columns=("text",), label_column="y", val_fraction=0.25)
+    task = load_task(cfg, tokenizer)
+    assert (len(task.train), len(task.fit), len(task.val), len(task.dev)) == (40, 30, 10, 6)
+    assert tokenizer.decode(task.dev.input_ids[5], skip_special_tokens=True) == "test row 5"
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"train_file": "a.csv"}, r"needs a split to report on: give --dev-file \(or --test-file\)"),
+    ({"dev_file": "b.csv"}, r"--dev-file is the report split of your own --train-file data"),
+])
+def test_own_files_without_a_report_split_are_refused(kwargs, message):
+    from supernet.core.errors import InputError
+    with pytest.raises(InputError, match=message):
+        DataConfig(text_columns=("text",), **kwargs)

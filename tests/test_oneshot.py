@@ -180,7 +180,7 @@ def test_hook_wraps_only_the_super_head_and_shares_its_parameters():
     alphas = _alphas()
     hook = head_hook("softmax")
     wrapped = hook(head, "head", dict(alphas), {"softmax": nn.Softmax(-1)})
-    assert isinstance(wrapped, OneShotHead) and wrapped.origin is head
+    assert isinstance(wrapped, OneShotHead) and wrapped.head is head
     assert hook(wrapped, "head", dict(alphas), {}) is None  # never re-wrapped
     assert hook(nn.Linear(2, 2), "x", {}, {}) is None
     shared = {id(p) for p in head.parameters()}

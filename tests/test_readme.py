@@ -55,3 +55,17 @@ def test_readme_main_command(tmp_path, glue_dir):
     last = proc.stdout.strip().splitlines()[-1]
     assert f"best {summary['metric']} {best:.4f}" in last and f"best {random['best']:.4f}" in last
     assert f"mean {random['mean']:.4f}" in last
+
+
+def test_readme_is_short_and_its_evidence_exists():
+    """A newcomer's README (≤ 300 lines, install first, results summarised); the numbers live in
+    bench/RESULTS.md, and every evidence folder either file names exists."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 300
+    headings = re.findall(r"^## (.+)$", readme, re.M)
+    for first, later in (("Install", "Run a search"), ("Run a search", "Results so far"), ("Predict", "Layout")):
+        assert headings.index(first) < headings.index(later), headings
+    assert "bench/RESULTS.md" in readme
+    for text in (readme, (ROOT / "bench" / "RESULTS.md").read_text()):
+        for path in set(re.findall(r"bench/results/[\w.+-]+", text)):
+            assert (ROOT / path).exists(), path

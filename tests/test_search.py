@@ -217,7 +217,7 @@ def test_evolution_dedups_networks_not_label_dicts(tmp_path):
     from nni.nas.strategy.utils import DuplicationError
 
     from strategies.config import SearchConfig
-    from strategies.evolution import make_strategy
+    from strategies.registry import get_strategy
     from supernet.nn.space import get_space
 
     space = get_space("paper")
@@ -226,7 +226,8 @@ def test_evolution_dedups_networks_not_label_dicts(tmp_path):
     unread = {**a, "width_3": space.width[-1] if a["width_3"] != space.width[-1] else space.width[0],
               "tok_heads": 16 if a["tok_heads"] != 16 else 1}
     read = {**a, "width_0": space.width[-1] if a["width_0"] != space.width[-1] else space.width[0]}
-    strategy = make_strategy(SearchConfig(strategy="evolution"), tmp_path / "state.pt", space="paper")
+    strategy = get_strategy("evolution").build_search(SearchConfig(strategy="evolution"), 0, tmp_path / "state.pt",
+                                                       None, "paper")
     assert strategy._dedup_helper.dedup(a)
     with pytest.raises(DuplicationError):
         strategy._dedup_helper.dedup(unread)

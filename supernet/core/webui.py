@@ -3,8 +3,20 @@ supernet training."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
+from supernet.core.config import arg
 from supernet.core.errors import InputError
+
+
+def port_arg() -> Any:
+    """The one declaration of a ``--port`` (the search's web UI, and ``supernet.view``'s)."""
+    return arg(8080, "NNI web UI port")
+
+
+def check_port_range(port: int) -> None:
+    if not 1 <= port <= 65535:
+        raise InputError(f"--port must be in [1, 65535], got {port}")
 
 
 def check_port_free(port: int) -> None:

@@ -32,6 +32,15 @@ class Encoded:
         rows = np.asarray(rows, np.int64)
         return Encoded([self.input_ids[i] for i in rows], [self.token_type_ids[i] for i in rows], self.labels[rows])
 
+    def fingerprint(self) -> str:
+        """A short hash of the rows (token ids and labels): what a resumed run checks its data against."""
+        h = hashlib.sha1()
+        for ids in self.input_ids:
+            h.update(np.asarray(ids, np.int64).tobytes())
+            h.update(b"|")
+        h.update(np.asarray(self.labels).tobytes())
+        return h.hexdigest()[:16]
+
     def head(self, n: int) -> "Encoded":
         return self.subset(np.arange(min(n, len(self))))
 

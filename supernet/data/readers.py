@@ -59,23 +59,55 @@ def _column_index(header: list[str], column: str, path: Path) -> int:
     return header.index(column)
 
 
-def _labels(raw: list[str], spec: TaskSpec, where: str) -> np.ndarray:
+_MISSING = {"", "nan", "none", "null", "na", "n/a"}  # how pandas, JSON and spreadsheets write a missing label
+
+
+def label_key(value: object) -> str | None:
+    """A label as the task sees it: stripped, an integer-valued number as that integer ("1.0" and "1"
+    are one class, as pandas writes a column that ever held a NaN), None where it is missing."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if text.lower() in _MISSING:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return str(int(number)) if number.is_integer() else text
+
+
+def _keys(raw: list, where: str) -> list[str]:
+    """``label_key`` of every row, or one error naming the first row without a label."""
+    keys = [label_key(v) for v in raw]
+    if None in keys:
+        row = keys.index(None) + 1
+        raise InputError(f"{where}: row {row} has no label ({raw[row - 1]!r}); fill it in or drop the row")
+    return keys
+
+
+def _labels(raw: list, spec: TaskSpec, where: str) -> np.ndarray:
     """Turn label strings into class ids (or floats), rejecting values outside the task's labels."""
+    keys = _keys(raw, where)
     if spec.is_regression:
         try:
-            return np.asarray([float(v) for v in raw], np.float32)
+            values = np.asarray([float(v) for v in keys], np.float64)
         except ValueError as e:
             raise InputError(f"{where}: regression label is not a number ({e})") from None
+        if not np.isfinite(values).all():
+            row = int(np.flatnonzero(~np.isfinite(values))[0]) + 1
+            raise InputError(f"{where}: row {row}'s label {raw[row - 1]!r} is not a finite number")
+        return values.astype(np.float32)
     if spec.label_names is not None:
         index = {name: i for i, name in enumerate(spec.label_names)}
-        bad = sorted({v for v in raw if v not in index})
+        bad = sorted({v for v in keys if v not in index})
         if bad:
             raise InputError(f"{where}: labels {bad[:5]} are not among the task's labels {list(spec.label_names)}")
-        return np.asarray([index[v] for v in raw], np.int64)
+        return np.asarray([index[v] for v in keys], np.int64)
     try:
-        ids = np.asarray([int(v) for v in raw], np.int64)
+        ids = np.asarray([int(v) for v in keys], np.int64)
     except ValueError:
-        bad = sorted({v for v in raw if not v.lstrip("-").isdigit()})
+        bad = sorted({v for v in keys if not v.lstrip("-").isdigit()})
         raise InputError(f"{where}: labels {bad[:5]} are not integers in [0, {spec.num_labels})") from None
     outside = sorted(set(ids[(ids < 0) | (ids >= spec.num_labels)].tolist()))
     if outside:
@@ -101,26 +133,46 @@ def read_glue_tsv(path: Path, spec: TaskSpec) -> TextSplit:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Rows of a CSV, TSV or JSONL file as dicts."""
+    """Rows of a CSV, TSV, JSONL or JSON (an array of objects) file as dicts."""
     suffix = path.suffix.lower()
     try:
         with _open_text(path) as f:
-            if suffix in (".jsonl", ".json"):
-                records = []
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        try:
-                            records.append(json.loads(line))
-                        except json.JSONDecodeError as e:
-                            raise InputError(f"{path}:{n}: not a JSON object per line ({e.msg})") from None
-                return records
-            if suffix not in (".csv", ".tsv", ".txt"):
-                raise InputError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv or .jsonl")
+            if suffix not in (".csv", ".tsv", ".txt", ".jsonl", ".json"):
+                raise InputError(f"{path}: unsupported data file type {suffix!r}; use .csv, .tsv, .jsonl or .json")
             text = f.read()
     except UnicodeDecodeError as e:
         raise InputError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); re-encode it as UTF-8") from None
+    if suffix in (".jsonl", ".json"):
+        return _json_records(text, path)
     rows = _delimited_rows(text, path, "\t" if suffix != ".csv" else ",")
+    if rows and len(set(rows[0])) != len(rows[0]):
+        twice = sorted({c for c in rows[0] if rows[0].count(c) > 1})
+        raise InputError(f"{path}: the header names {twice} more than once; give every column its own name")
     return [dict(zip(rows[0], r)) for r in rows[1:]] if rows else []
+
+
+def _json_records(text: str, path: Path) -> list[dict]:
+    """JSON Lines (one object per line), or one JSON array of objects (as ``df.to_json(orient="records")``)."""
+    if text.lstrip().startswith("["):
+        try:
+            records = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}: not a JSON array of objects ({e.msg} at line {e.lineno})") from None
+        lines = range(1, len(records) + 1)
+        what = "item"
+    else:
+        records, lines, what = [], [], "line"
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise InputError(f"{path}:{n}: not a JSON object per line ({e.msg})") from None
+                lines.append(n)
+    for n, record in zip(lines, records):
+        if not isinstance(record, dict):
+            raise InputError(f"{path}: {what} {n} is a JSON {type(record).__name__}, not an object of columns")
+    return records
 
 
 def _delimited_rows(text: str, path: Path, delimiter: str) -> list[list[str]]:
@@ -153,13 +205,38 @@ def read_table(path: Path, spec: TaskSpec, records: list[dict] | None = None) ->
     records = read_records(path) if records is None else records
     if not records:
         raise InputError(f"{path} has no rows")
+    require_columns(records, (*spec.tsv_text, spec.tsv_label), path)
+    return TextSplit(read_texts(records, spec.tsv_text, path),
+                     _labels(column(records, spec.tsv_label, path), spec, str(path)))
+
+
+def require_columns(records: list[dict], names: tuple[str, ...], path: Path) -> None:
+    """One error naming the columns the first row lacks, and those it has."""
     present = list(records[0].keys())
-    missing = [c for c in (*spec.tsv_text, spec.tsv_label) if c not in present]
+    missing = [c for c in names if c not in present]
     if missing:
         raise InputError(f"{path} is missing columns {missing}; its columns are {present} "
                          "(set --text-columns / --label-column)")
-    texts = tuple(tuple(str(r[c]) for r in records) for c in spec.tsv_text)
-    return TextSplit(texts, _labels([str(r[spec.tsv_label]) for r in records], spec, str(path)))
+
+
+def column(records: list[dict], name: str, path: Path) -> list:
+    """One column of every row; a row without it is one error naming the row (JSON rows may differ)."""
+    lacking = next((i for i, r in enumerate(records) if name not in r), None)
+    if lacking is not None:
+        raise InputError(f"{path}: row {lacking + 1} has no {name!r}; every row needs the columns of the first")
+    return [r[name] for r in records]
+
+
+def read_texts(records: list[dict], columns: tuple[str, ...], path: Path) -> tuple[tuple[str, ...], ...]:
+    """The text columns of every row; a missing (null) text is one error naming the row."""
+    out = []
+    for name in columns:
+        values = column(records, name, path)
+        empty = next((i for i, v in enumerate(values) if v is None), None)
+        if empty is not None:
+            raise InputError(f"{path}: row {empty + 1} has no text in {name!r} (null); fill it in or drop the row")
+        out.append(tuple(str(v) for v in values))
+    return tuple(out)
 
 
 def _is_number(text: str) -> bool:
@@ -170,28 +247,37 @@ def _is_number(text: str) -> bool:
         return False
 
 
+MAX_CLASS_ID = 1000  # non-negative integer labels up to here are class ids 0..max; others become class names
+
+
 def infer_labels(records: list[dict], path: Path, label_column: str, num_labels: int | None
                  ) -> tuple[int, tuple[str, ...] | None]:
-    """(number of labels, label names or None) of a user training file. Names (e.g. DESC, HUM, pos,
-    neg) become classes in sorted order, as ``run_glue`` does; integers 0..C-1 are class ids;
-    other numbers make a regression task (one output)."""
+    """(number of labels, label names or None) of a user training file.
+
+    - Names (e.g. DESC, HUM, pos, neg) become classes in sorted order, as ``run_glue`` does.
+    - Integers (also written as 1.0 / 0.0) are classes: 0..C-1 are class ids (C = the largest + 1);
+      others, such as -1 / 1, become class names in numeric order.
+    - Other numbers make a regression task (one output); ``--num-labels 1`` makes integers one too.
+    A missing label (empty, NaN, null) is an error naming its row."""
     if not records:
         raise InputError(f"{path} has no rows")
     if label_column not in records[0]:
         raise InputError(f"{path} is missing columns [{label_column!r}]; its columns are {list(records[0])} "
                          "(set --label-column)")
-    values = sorted({str(r.get(label_column)) for r in records})
+    values = sorted(set(_keys(column(records, label_column, path), str(path))))
+    if len(values) < 2:
+        raise InputError(f"{path}: the label column {label_column!r} holds one value ({values}); a task needs at "
+                         "least 2 classes (or varying scores)")
     if not all(_is_number(v) for v in values):
         if num_labels is not None and num_labels != len(values):
             raise InputError(f"{path}: {len(values)} distinct labels in {label_column!r} ({values[:6]}), and "
                              f"--num-labels {num_labels}; drop --num-labels or fix the label column")
-        if len(values) < 2:
-            raise InputError(f"{path}: the label column {label_column!r} holds one value ({values}); "
-                             "classification needs at least 2 classes")
         return len(values), tuple(values)
     if num_labels:
         return num_labels, None
-    numbers = {float(v) for v in values}
-    if all(n.is_integer() and n >= 0 for n in numbers) and len(numbers) <= 100:
-        return int(max(numbers)) + 1, None
-    return REGRESSION, None
+    numbers = sorted(float(v) for v in values)
+    if not all(n.is_integer() for n in numbers):
+        return REGRESSION, None
+    if numbers[0] >= 0 and numbers[-1] < MAX_CLASS_ID:
+        return int(numbers[-1]) + 1, None
+    return len(numbers), tuple(str(int(n)) for n in numbers)

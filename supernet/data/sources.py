@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError, MissingInput
-from supernet.data.readers import TextSplit, infer_labels, read_glue_tsv, read_records, read_table
+from supernet.data.readers import TextSplit, infer_labels, read_glue_tsv, read_records, read_table, require_columns
 from supernet.data.tasks import TaskSpec, custom_task, get_task
 
 TRAIN = "train"
@@ -41,8 +42,19 @@ class DataConfig(Config):
                                       "data, or a GLUE TSV of the task's layout)")
 
     def __post_init__(self):
-        if (self.train_file is None) != (self.dev_file is None):
-            raise InputError("--train-file and --dev-file go together: give both or neither")
+        if self.dev_file is not None and self.train_file is None:
+            raise InputError("--dev-file is the report split of your own --train-file data: give --train-file too")
+        if self.train_file is not None and self.dev_file is None and self.test_file is None:
+            raise InputError("--train-file needs a split to report on: give --dev-file (or --test-file)")
+        for name in ("glue_dir", "train_file", "dev_file", "val_file", "test_file"):
+            if getattr(self, name):  # "--train-file=~/x.csv" reaches us unexpanded (the shell only expands ~ alone)
+                object.__setattr__(self, name, os.path.expanduser(getattr(self, name)))
+        if len(self.text_columns) > 2:
+            raise InputError(f"--text-columns names {len(self.text_columns)} columns {list(self.text_columns)}; "
+                             "a task reads one text or a pair")
+        if self.label_column in self.text_columns:
+            raise InputError(f"--label-column {self.label_column!r} is also a --text-columns column: the model would "
+                             "read its own label")
         if self.train_file is None:
             get_task(self.task)  # raises for an unknown task
         elif not self.text_columns:
@@ -88,11 +100,15 @@ def load_hub(spec: TaskSpec) -> dict[str, TextSplit]:
 def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
     """Load train and dev split(s) of ``cfg.task`` from the first source that is configured."""
     if cfg.train_file is not None:
-        train_path, dev_path = Path(cfg.train_file), Path(cfg.dev_file)
+        train_path, dev_path = Path(cfg.train_file), Path(cfg.dev_file) if cfg.dev_file else None
         records = read_records(train_path)
+        if records:
+            require_columns(records, (*cfg.text_columns, cfg.label_column), train_path)
         num_labels, names = infer_labels(records, train_path, cfg.label_column, cfg.num_labels)
         spec = custom_task(num_labels, cfg.text_columns, cfg.label_column, names)
-        splits = {TRAIN: read_table(train_path, spec, records), "validation": read_table(dev_path, spec)}
+        splits = {TRAIN: read_table(train_path, spec, records)}
+        if dev_path is not None:  # without one, --test-file is the report split (load_task)
+            splits["validation"] = read_table(dev_path, spec)
     elif cfg.resolved_glue_dir is not None:
         spec = get_task(cfg.task)
         root = Path(cfg.resolved_glue_dir) / spec.glue_dir
@@ -107,9 +123,23 @@ def load_splits(cfg: DataConfig) -> tuple[TaskSpec, dict[str, TextSplit]]:
     for name, split in splits.items():
         if len(split) == 0:
             raise InputError(f"the {name} split of {spec.name} is empty")
-    splits = {name: s.head(cfg.max_train_samples if name == TRAIN else cfg.max_eval_samples)
-              for name, s in splits.items()}
-    return spec, splits
+    cut = {name: s.head(cfg.max_train_samples if name == TRAIN else cfg.max_eval_samples) for name, s in splits.items()}
+    if not spec.is_regression:
+        warn_missing_classes(splits[TRAIN], cut[TRAIN], spec.num_labels)
+    return spec, cut
+
+
+class SplitWarning(UserWarning):
+    """The splits run, but a number computed on them may not mean what it seems to."""
+
+
+def warn_missing_classes(full: TextSplit, head: TextSplit, num_labels: int) -> None:
+    """``--max-train-samples N`` keeps the first N rows: on a file sorted by label they hold a few
+    classes only (Banking77's first 500 rows hold 4 of its 77), and the run says nothing of the rest."""
+    have, exist = len(np.unique(head.labels)), len(np.unique(full.labels))
+    if have < exist:
+        warnings.warn(f"the first {len(head)} training rows (--max-train-samples) hold {have} of the {exist} classes "
+                      "in the file (is it sorted by label?); shuffle the file first", SplitWarning, stacklevel=3)
 
 
 def _extra_split(path: str, spec: TaskSpec, cfg: DataConfig) -> TextSplit:

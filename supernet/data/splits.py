@@ -9,7 +9,7 @@ import numpy as np
 
 from supernet.core.errors import InputError
 from supernet.data.encoded import Encoded, encode
-from supernet.data.sources import TRAIN, DataConfig, _extra_split, load_splits
+from supernet.data.sources import TRAIN, DataConfig, SplitWarning, _extra_split, load_splits
 from supernet.data.tasks import TaskSpec
 
 VAL_SEED = 0  # the selection split is the same whatever the run's seeds
@@ -78,9 +78,40 @@ def load_task(cfg: DataConfig, tokenizer) -> TaskData:
     dev = tok(_extra_split(cfg.test_file, spec, cfg).head(cfg.max_eval_samples) if cfg.test_file
               else splits[dev_split])
     if cfg.val_file:
-        val_split = tok(_extra_split(cfg.val_file, spec, cfg))
-        warn_small_selection(len(val_split))
-        return TaskData(spec, train, train, val_split, dev, tokenizer.pad_token_id or 0)
-    fit, val = carve_validation(train.labels, cfg.val_fraction, spec.is_regression)
+        fit, val = train, tok(_extra_split(cfg.val_file, spec, cfg))
+    else:
+        rows = carve_validation(train.labels, cfg.val_fraction, spec.is_regression)
+        fit, val = train.subset(rows[0]), train.subset(rows[1])
+    task = TaskData(spec, train, fit, val, dev, tokenizer.pad_token_id or 0)
     warn_small_selection(len(val))
-    return TaskData(spec, train, train.subset(fit), train.subset(val), dev, tokenizer.pad_token_id or 0)
+    check_roles(task, cfg)
+    return task
+
+
+def _shared(a: Encoded, b: Encoded) -> int:
+    """Rows of ``b`` whose token ids (and so texts) are also a row of ``a``."""
+    seen = {x.tobytes() for x in a.input_ids}
+    return sum(x.tobytes() in seen for x in b.input_ids)
+
+
+def check_roles(task: TaskData, cfg: DataConfig) -> None:
+    """Warn where a split cannot play its role: a selection or report file of the user's that holds the
+    rows of another split (over a tenth of them), or a report or selection split of one class."""
+    pairs = []
+    if cfg.val_file:
+        pairs += [("--val-file", task.val, "the report split", task.dev),
+                  ("--val-file", task.val, "the training rows", task.fit)]
+    if cfg.test_file:
+        pairs.append(("--test-file", task.dev, "the training rows", task.train))
+    for name, split, other_name, other in pairs:
+        n = _shared(other, split)
+        if n > 0.1 * len(split):
+            warnings.warn(f"{name} shares {n} of its {len(split)} rows with {other_name}: a score on it is not a "
+                          "held-out score", SplitWarning, stacklevel=3)
+    if not task.spec.is_regression:
+        for role, split in (("report", task.dev), ("selection", task.val)):
+            if len(np.unique(split.labels)) < 2:
+                label = int(split.labels[0])
+                name = task.spec.label_names[label] if task.spec.label_names else label
+                warnings.warn(f"every row of the {role} split has the label {name!r}: its metrics cannot tell a head "
+                              "from the constant answer", SplitWarning, stacklevel=3)

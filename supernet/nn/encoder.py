@@ -41,8 +41,31 @@ class EncoderConfig(Config):
         return load_encoder(self.model, self.num_hidden_layers)
 
     def hidden_size(self) -> int:
+        return self.pretrained_config().hidden_size
+
+    def pretrained_config(self):
+        """The encoder's config as stored (no weights loaded)."""
         from transformers import AutoConfig
-        return AutoConfig.from_pretrained(resolve_model(self.model)).hidden_size
+        source = resolve_model(self.model)  # its own errors name the problem
+        try:
+            with _quiet_transformers():
+                return AutoConfig.from_pretrained(source)
+        except (OSError, ValueError) as e:
+            raise InputError(f"cannot read an encoder config from {self.model!r} ({type(e).__name__}); "
+                             f"{_HOW_TO_GET_ONE}") from None
+
+    def check_inputs(self, max_length: int) -> None:
+        """Refuse, before anything is written, what the encoder cannot run: rows longer than its position
+        embeddings, or more layers than it has (transformers would add freshly initialised ones)."""
+        config = self.pretrained_config()
+        positions = getattr(config, "max_position_embeddings", None)
+        if positions is not None and max_length > positions:
+            raise InputError(f"--max-length {max_length} exceeds the encoder's {positions} positions; "
+                             f"use --max-length {positions} or less")
+        layers = getattr(config, "num_hidden_layers", None)
+        if self.num_hidden_layers is not None and layers is not None and self.num_hidden_layers > layers:
+            raise InputError(f"--num-hidden-layers {self.num_hidden_layers}, and the encoder has {layers} layers: "
+                             "the rest would be random weights; use at most its own")
 
 
 def default_model_dir() -> str:
@@ -120,7 +143,18 @@ def encoder_id(model: str | None) -> str:
     """A short, stable name of the encoder for records and run-dir names."""
     if model in (None, "", DEFAULT_MODEL):
         return "all-MiniLM-L6-v2"
-    return os.path.basename(os.path.normpath(model)) if os.path.exists(model) else model
+    path = os.path.expanduser(model)
+    if os.path.exists(path):  # the packaged default given as its directory is the default
+        same = _default_dir_or_none() is not None and os.path.samefile(path, _default_dir_or_none())
+        return "all-MiniLM-L6-v2" if same else os.path.basename(os.path.normpath(path))
+    return model
+
+
+def _default_dir_or_none() -> str | None:
+    try:
+        return default_model_dir()
+    except InputError:
+        return None
 
 
 def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):

@@ -61,7 +61,7 @@ class FrozenModel(nn.Module):
                 progress: bool = False) -> np.ndarray:
         """Raw outputs for ``texts`` (strings, or (first, second) pairs for a sentence-pair model)."""
         if self.interface is None:
-            raise InputError("this model has no tokenizer attached: load it with supernet.model.load_model(path)")
+            raise InputError("this model has no tokenizer attached: load it with supernet.load_model(path)")
         data = encode_texts(texts, self.interface)
         device = device or next(self.parameters()).device.type
         return model_outputs(self.to(device), data, self.interface.tokenizer.pad_token_id or 0, device, batch_size,

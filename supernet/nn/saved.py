@@ -13,6 +13,8 @@ from supernet.core.files import atomic_torch_save
 from supernet.nn.arch import Architecture
 from supernet.nn.model import FrozenModel, TextInterface, build_model
 
+MODEL_FILE = "model.pt"
+
 
 def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: int, source: str | None,
                text_columns: tuple[str, ...], max_length: int) -> None:
@@ -31,16 +33,25 @@ def save_model(path: Path, model: FrozenModel, arch: Architecture, num_labels: i
 
 
 def read_model_file(path: str | os.PathLike) -> dict[str, Any]:
-    """The contents of a ``model.pt``, or one error naming the file."""
+    """The contents of a ``model.pt`` (or of the one in folder ``path``), or one error naming the file."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        if not (path / MODEL_FILE).is_file():
+            raise InputError(f"{path} is a folder without a {MODEL_FILE}; give a retrained head's folder or its "
+                             f"{MODEL_FILE}")
+        path = path / MODEL_FILE
     try:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if not isinstance(state, dict) or "architecture" not in state:
-            raise ValueError("no architecture record")
     except FileNotFoundError:
         raise InputError(f"{path}: no such model file") from None
     except Exception as e:
         raise InputError(f"{path} is not a saved retrain model (corrupt or truncated: {type(e).__name__}); "
                          "retrain again or use another model.pt") from None
+    if isinstance(state, dict) and "optimizer" in state and "architecture" not in state:
+        raise InputError(f"{path} is a training checkpoint, not a saved model: give the {MODEL_FILE} that "
+                         "python -m retrain writes")
+    if not isinstance(state, dict) or "architecture" not in state:
+        raise InputError(f"{path} is not a saved retrain model (no architecture record); give a {MODEL_FILE}")
     return state
 
 

@@ -25,14 +25,15 @@ from supernet.core.errors import InputError
 from supernet.nn.ops import ACTIVATIONS, NORMS, POOLINGS
 from supernet.nn.tokens import TOKEN_KINDS, TOKEN_LABELS
 
-# backbone registries (one per choice kind); ``supernet.backbone`` builds the blocks they name
+# backbone registries (one per choice kind); ``supernet.nn.backbone`` builds the blocks they name
 # mixer name -> depthwise kernel size (None: the pretrained self-attention)
 MIXERS: dict[str, int | None] = {"attention": None, "conv3": 3, "conv7": 7, "conv15": 15}
 # ffn choice -> whether the layer keeps its feed-forward sublayer
 FFN_CHOICES: dict[str, bool] = {"keep": True, "skip": False}
 # the standard head (BertForSequenceClassification's): the pooler's [CLS] vector, one linear layer.
 # The baseline of every comparison and the reference that costs are measured against.
-LINEAR_HEAD = {"pool": "pooler", "depth": 0}
+POOL = "pool"  # the label of the pooling choice, which decides what an encoder forward must compute
+LINEAR_HEAD = {POOL: "pooler", "depth": 0}
 
 LAYER_KINDS = ("width", "act", "dropout", "norm", "residual")
 BACKBONE_KINDS = ("ffn", "mixer")
@@ -64,7 +65,7 @@ class SearchSpace:
     dropout: tuple[float, ...]
     norm: tuple[str, ...]
     residual: tuple[bool, ...]
-    # token-level blocks before the pooling (supernet.tokens); ("none",): none searched
+    # token-level blocks before the pooling (supernet.nn.tokens); ("none",): none searched
     tok_kind: tuple[str, ...] = ("none",)
     tok_layers: tuple[int, ...] = (1,)
     tok_width: tuple[int, ...] = (64,)
@@ -148,7 +149,7 @@ class SearchSpace:
 
     def labels(self) -> dict[str, tuple]:
         """Every NNI label with its candidates, in a stable order."""
-        out: dict[str, tuple] = {"pool": self.pool, "depth": self.depth}
+        out: dict[str, tuple] = {POOL: self.pool, "depth": self.depth}
         if self.has_tokens:
             out.update({label: getattr(self, label) for label in TOKEN_LABELS})
         for i in range(self.max_depth):

@@ -42,6 +42,9 @@ class Objective:
             raise InputError(f"--penalty-weight must be >= 0, got {self.weight}")
         if self.weight > 0 and self.penalty == "none":
             raise InputError("--penalty-weight needs --penalty params or --penalty latency")
+        if self.penalty != "none" and self.weight == 0:  # else the penalty is silently off
+            raise InputError(f"--penalty {self.penalty} needs --penalty-weight > 0 (the metric points traded for the "
+                             "reference model's whole cost, e.g. 0.05)")
 
     @property
     def active(self) -> bool:

@@ -13,7 +13,7 @@ supernet training, retraining and every BO-HB trial cost seconds instead of fine
   ``outputs(fn)`` runs a head over the whole split in row order (scoring, evaluation).
 
 Every stage builds its caches here: supernet training (frozen) and its probes, the search state a
-search scores candidates on (``supernet.scoring``), retraining and BO-HB trials (``retrain``). What a
+search scores candidates on (``supernet.scoring.candidates``), retraining and BO-HB trials (``retrain``). What a
 cache holds is ``CacheNeeds``: the place where a second text column (sentence pairs encoded apart)
 or several encoder layers are added.
 """

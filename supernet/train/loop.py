@@ -72,6 +72,11 @@ class FineTuneConfig(Config):
             raise InputError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.checkpoint_every < 1:
             raise InputError(f"--checkpoint-every must be >= 1, got {self.checkpoint_every}")
+        if not self.grad_clip > 0:  # 0 zeroes every gradient (nothing trains), < 0 flips them
+            raise InputError(f"--grad-clip must be > 0, got {self.grad_clip}")
+        if not self.weight_decay >= 0:
+            raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        check_device(self.device)
 
     def total_steps(self, rows: int) -> int:
         return self.max_steps or math.ceil(self.epochs * steps_per_epoch(rows, self.batch_size))
@@ -79,6 +84,18 @@ class FineTuneConfig(Config):
     def autocast(self):
         device = torch.device(self.device)
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+
+def check_device(device: str) -> None:
+    """A device torch knows and this machine has (else the first forward fails after the run dir is written)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InputError(f"--device {device!r} is not a device: use cpu, cuda or cuda:<index>") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: this machine (or this torch build) has no CUDA GPU; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise InputError(f"--device {device}: there are {torch.cuda.device_count()} CUDA GPUs")
 
 
 def loss_fn(spec: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -2,10 +2,11 @@
 
 The encoder dominates the cost of a step, so each batch goes through the encoder once and
 ``heads_per_step`` uniformly sampled heads are trained on its pooled outputs (their losses
-averaged). The loop, checkpoints and resuming are ``supernet.loop``'s.
+averaged). The loop, checkpoints and resuming are ``supernet.train.loop``'s.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -51,7 +52,8 @@ class TrainConfig(FineTuneConfig):
     full_backbone_every: int = arg(2, "backbone spaces: every N-th step trains the sampled heads on the full "
                                       "pretrained encoder (all attention, all FFNs), as the sandwich rule trains "
                                       "the largest subnet; 0: uniform only", metavar="N")
-    seed: int = arg(0, "seed of the supernet's initial head weights, batch order and sampled heads")
+    seed: int = arg(0, "seed of the supernet's initial head weights, batch order, sampled heads and the search "
+                       "strategy (the one seed of a search)")
     sampling: str = arg("uniform", "which heads a step trains: uniform (SPOS); sandwich (the largest and the "
                                    "smallest head, then uniform ones); fair (every label's candidates dealt evenly "
                                    "over the step's heads, FairNAS)", choices=SAMPLINGS)
@@ -60,9 +62,20 @@ class TrainConfig(FineTuneConfig):
     eval_every: int = arg(50, "steps between probe-subnet dev scores")
     num_probes: int = arg(3, "fixed subnets whose dev score is logged during training", cli=False)
 
+    @classmethod
+    def from_fine_tune(cls, ft: FineTuneConfig, **own: Any) -> "TrainConfig":
+        """The supernet's training under a fine-tuning config: every field they share (budget, optimiser,
+        clipping, precision, device, checkpoints, regime) is ``ft``'s by construction, so a field added
+        to ``FineTuneConfig`` reaches the supernet with no line written for it; ``own``: the supernet's
+        own settings (space, seed, ...) and any override of a shared one."""
+        shared = {f.name: getattr(ft, f.name) for f in dataclasses.fields(FineTuneConfig)}
+        return cls(**{**shared, **own})
+
     def __post_init__(self):
         super().__post_init__()
         check_space_name(self.space)  # a backbone space is bound to the encoder's depth once it is loaded
+        if self.seed < 0:
+            raise InputError(f"--seed must be >= 0, got {self.seed}")
         if self.heads_per_step < 1:
             raise InputError(f"--heads-per-step must be >= 1, got {self.heads_per_step}")
         if self.full_backbone_every < 0:
