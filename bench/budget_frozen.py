@@ -21,6 +21,7 @@ from supernet.data.sources import DataConfig
 from supernet.data.splits import load_task  # noqa: E402
 from supernet.nn.arch import linear_architecture  # noqa: E402
 from supernet.nn.encoder import EncoderConfig, load_tokenizer  # noqa: E402
+from supernet.nn.reading import Needs  # noqa: E402
 from supernet.train.frozen import frozen_caches  # noqa: E402
 
 
@@ -37,7 +38,7 @@ def main(argv=None) -> dict:
     for name in args.tasks.split(","):
         data = DataConfig(task=name, max_train_samples=args.max_train_samples)
         task = load_task(data, load_tokenizer(None))
-        caches = frozen_caches(encoder.load(), (task.train, task.dev), task.pad_id, False, "cpu")
+        caches = frozen_caches(encoder.load(), (task.train, task.dev), task.pad_id, Needs(), "cpu")
         heads = [(h, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
                  for h, pool in (("linear", "pooler"), ("linear_mean", "mean"))]
         for lr in args.lrs.split(","):

@@ -87,10 +87,17 @@ def suggest_choices(trial, space: SearchSpace) -> dict[str, Any]:
     space, as TPE models it) and take the canonical value."""
     choices = {"pool": trial.suggest_categorical("pool", list(space.pool)),
                "depth": trial.suggest_categorical("depth", list(space.depth))}
-    if space.has_tokens and choices["pool"] != "pooler":  # the pooler reads the encoder's [CLS]: no block
+    if space.has_pairs:
+        choices["pair"] = trial.suggest_categorical("pair", list(space.pair))
+    if space.has_layers and choices["pool"] != "pooler":  # the pooler has no per-layer form (space.reads)
+        choices["layers"] = trial.suggest_categorical("layers", list(space.layers))
+    reads = space.reads({**choices, "tok_kind": "conv"})  # would a block be read, if one were asked?
+    if space.has_tokens and reads["tokens"]:
         choices["tok_kind"] = trial.suggest_categorical("tok_kind", list(space.tok_kind))
         for label in TOKEN_KINDS[choices["tok_kind"]]:
             choices[label] = trial.suggest_categorical(label, list(getattr(space, label)))
+    if not reads["mlp"]:  # a cosine head: no MLP labels to ask
+        return complete_choices(space, choices)
     for i in range(choices["depth"]):
         for kind in LAYER_KINDS:
             label = layer_label(kind, i)
@@ -237,7 +244,7 @@ def run_bohb(space: SearchSpace, task: TaskData, cfg: BOHBConfig, ft: RetrainCon
     if remaining > 0:
         # frozen encoder: its outputs on the trials' rows once, for every trial
         t0, cpu0 = time.time(), time.process_time()
-        caches = frozen_caches(make_encoder(), (task.fit, task.val), task.pad_id, space.has_tokens, ft.device) \
+        caches = frozen_caches(make_encoder(), (task.fit, task.val), task.pad_id, space.needs(), ft.device) \
             if ft.freeze_encoder else None
         # the cache is part of the search's cost, as the weight-sharing search counts its own
         for key, spent in (("cache_seconds", time.time() - t0), ("cache_cpu_seconds", time.process_time() - cpu0)):

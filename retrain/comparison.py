@@ -37,7 +37,7 @@ from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData, load_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, load_tokenizer
-from supernet.nn.space import get_space, names_backbone_choices, space_arg
+from supernet.nn.space import check_space_name, get_space, names_backbone_choices, resolve_space, space_arg
 from supernet.train.supernet import RUN_CONFIG, TrainConfig
 
 from .bohb import BOHBConfig, run_bohb
@@ -61,7 +61,7 @@ class CompareConfig(Config):
         if names_backbone_choices(self.space):
             raise InputError(f"--space {self.space}: the BO-Hyperband baseline searches head choices only; compare "
                              "on a head space (paper, mlp, small, tiny)")
-        get_space(self.space)
+        check_space_name(self.space)
         if self.search_trials < 1:
             raise InputError(f"--search-trials must be >= 1, got {self.search_trials}")
         if self.supernet_epochs is not None and not self.supernet_epochs > 0:
@@ -241,6 +241,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
                          "search's own training run must not be reported; pick seeds without it")
     encoder.check_inputs(data.max_length)
     task = load_task(data, load_tokenizer(encoder.model))  # bad data fails first
+    cmp = replace(cmp, space=resolve_space(cmp.space, len(task.spec.text_columns)))  # --space auto: per task
     out = claim_output_dir(Path(output_dir or f"logs/compare-{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                            overwrite, "a comparison", "--resume continues it", keep=resume)
     print(f"output directory: {out}", flush=True)

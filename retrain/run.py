@@ -7,7 +7,9 @@ same loop (``supernet.train.loop``), budget and seeds.
 """
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,7 +92,7 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     model.to(device).train()
     apply_regime(model.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:
-        caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.tokens is not None, cfg.device)
+        caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
     distributed.check_batch(cfg.batch_size)
     trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
     total = cfg.total_steps(len(train))
@@ -104,7 +106,7 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
         with cfg.autocast():
             if caches:
                 return loss_fn(spec, trained(features=caches[0].features(rows, device)), labels)
-            batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id).items()}
+            batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id, model.needs.sides).items()}
             return loss_fn(spec, trained(**batch), labels)
 
     def score(step: int) -> dict[str, float]:
@@ -294,18 +296,19 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     head as the search scored them), not from the pretrained encoder. Writes per seed
     ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``, and
     ``results.json`` / ``results.md`` in ``out``."""
-    spec, hidden = plan.task.spec, plan.encoder.hidden_size()
+    spec, config = plan.task.spec, plan.encoder.pretrained_config()
+    depth = plan.encoder.num_hidden_layers or config.num_hidden_layers
     if plan.cfg.freeze_encoder and plan.caches is None:  # the encoder's outputs once, for every head and seed
-        tokens = any(a.search_space.uses_tokens(a.choices) for _, a in heads)
+        needs = functools.reduce(operator.or_, (a.search_space.needs([a.choices]) for _, a in heads))
         plan = replace(plan, caches=frozen_caches(plan.encoder.load(), (plan.task.train, plan.task.dev),
-                                                  plan.task.pad_id, tokens, plan.cfg.device))
+                                                  plan.task.pad_id, needs, plan.cfg.device))
     results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": plan.encoder.name,
                                "num_hidden_layers": plan.encoder.num_hidden_layers, "config": plan.cfg.to_dict(),
                                "heads": {}}
     for name, arch in heads:
         per_seed = retrain_head(plan, name, arch, out)
-        mlp, tokens = plain_head(arch.search_space, arch.choices, hidden, spec.num_labels)
-        head_params = sum(p.numel() for m in (mlp, tokens) if m is not None for p in m.parameters())
+        parts = plain_head(arch.search_space, arch.choices, config.hidden_size, spec.num_labels, depth)
+        head_params = sum(p.numel() for m in parts if m is not None for p in m.parameters())
         seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
                                   "init": plan.settings(name, arch)["init"],

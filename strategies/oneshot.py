@@ -42,7 +42,8 @@ from supernet.core.errors import InputError
 from supernet.core.nni_compat import patch_darts_arch_parameter_order
 from supernet.nn.head import SuperHead
 from supernet.nn.ops import Mixture
-from supernet.nn.space import POOL, SearchSpace
+from supernet.nn.reading import Needs
+from supernet.nn.space import SearchSpace
 
 from .config import OneShotConfig
 
@@ -64,9 +65,9 @@ class Policy:
     def choices(self) -> dict[str, Any]:
         raise NotImplementedError
 
-    def candidates(self, label: str) -> tuple:
-        """The values of ``label`` this step's forward may read (a mixture reads them all)."""
-        return self.labels[label]
+    def fixed(self) -> dict[str, Any] | None:
+        """This step's head when it is one head (None: mixtures, which read every view of the encoder)."""
+        return None
 
     def log(self, writer, step: int) -> None:
         """Write what the policy itself learns or schedules to TensorBoard (nothing, unless it has some)."""
@@ -95,8 +96,8 @@ class SamplePolicy(Policy):
             raise RuntimeError("OneShotHead: forward() before resample()")
         return self._sample
 
-    def candidates(self, label: str) -> tuple:
-        return (self.choices()[label],)
+    def fixed(self) -> dict[str, Any] | None:
+        return self.choices()
 
     def export(self, memo: dict[str, Any]) -> dict[str, Any]:
         if self._sample is None:
@@ -205,9 +206,10 @@ class OneShotHead(BaseSuperNetModule):
     def mutate(cls, module, name, memo, mutate_kwargs):  # NNI's signature; see head_hook
         raise NotImplementedError("use head_hook(policy) as the mutation hook")
 
-    def needed_pools(self) -> tuple[str, ...]:
-        """The poolings ``forward`` reads (the encoder pools only those)."""
-        return self.policy.candidates(POOL)
+    def needs(self) -> Needs:
+        """What ``forward`` reads from the encoder this step (the encoder computes only that)."""
+        fixed = self.policy.fixed()
+        return self.space.needs([fixed] if fixed is not None else None)
 
     def forward(self, features) -> torch.Tensor:
         """``features``: the encoder's ``Features`` (or its poolings by name, for a space without token blocks)."""

@@ -45,8 +45,8 @@ class HeadTrainingModule(LightningModule):
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
         head = self.model.head
-        pools = head.needed_pools() if isinstance(head, OneShotHead) else None
-        return head(self.model.features(batch, pools))
+        needs = head.needs() if isinstance(head, OneShotHead) else None
+        return head(self.model.features(batch, needs))
 
     def training_step(self, batch, batch_idx):
         loss = loss_fn(self.spec, self(batch), batch["labels"])
@@ -82,11 +82,8 @@ class _Batches(torch.utils.data.Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return pad_batch(self.data, self.batches[i], self.pad_id)
-
-
-def _subset(data: Encoded, rows: np.ndarray) -> Encoded:
-    return Encoded([data.input_ids[i] for i in rows], [data.token_type_ids[i] for i in rows], data.labels[rows])
+        # a pair's texts apart too, when there are two: a siamese or cosine head of the space reads them
+        return pad_batch(self.data, self.batches[i], self.pad_id, sides=self.data.sides is not None)
 
 
 def make_loader(data: Encoded, batch_size: int, pad_id: int, seed: int) -> DataLoader:
@@ -199,9 +196,9 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
         weight_rows, arch_rows = np.arange(len(train)), None
     else:
         weight_rows, arch_rows = split_rows(len(train), oneshot.arch_fraction, cfg.seed)
-    train_loader = make_loader(_subset(train, weight_rows), cfg.batch_size, pad_id, cfg.seed)
+    train_loader = make_loader(train.subset(weight_rows), cfg.batch_size, pad_id, cfg.seed)
     # RandomOneShot wants a validation loader too; Trainer(limit_val_batches=0) never runs it
-    arch_loader = (make_loader(_subset(train, arch_rows), cfg.batch_size, pad_id, cfg.seed + 1)
+    arch_loader = (make_loader(train.subset(arch_rows), cfg.batch_size, pad_id, cfg.seed + 1)
                    if arch_rows is not None else train_loader)
     total = cfg.max_steps or math.ceil(cfg.epochs * len(train_loader))
 

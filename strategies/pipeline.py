@@ -21,7 +21,7 @@ from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData, load_task
 from supernet.nn.arch import Architecture
 from supernet.nn.encoder import EncoderConfig, load_tokenizer
-from supernet.nn.space import SearchSpace, bind_space
+from supernet.nn.space import SearchSpace, bind_space, resolve_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.scoring.candidates import SEARCH_STATE, CandidateScorer, write_search_state
 from supernet.train.frozen import apply_regime
@@ -132,9 +132,10 @@ class _Prepared:
     supernet: HeadSupernet
 
 
-def _prepare(job: SearchJob, resume: bool) -> _Prepared:
+def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
     """Data, tokenizer, encoder and supernet, checked before the run directory is claimed: a typo
-    leaves nothing behind."""
+    leaves nothing behind. The job comes back with its space resolved for the task (``--space auto``),
+    as the run directory stores it."""
     search, train_cfg = job.search, job.train
     if distributed.world_size() > 1 and not search.spec.searches_backbone:
         raise InputError(f"--strategy {search.strategy} trains through NNI's one-shot engine in one process; "
@@ -145,12 +146,13 @@ def _prepare(job: SearchJob, resume: bool) -> _Prepared:
     job.encoder.check_inputs(job.data.max_length)
     task = load_task(job.data, load_tokenizer(job.encoder.model))
     encoder = job.encoder.load()
-    space = bind_space(train_cfg.space, encoder.config.num_hidden_layers)
+    job = replace(job, train=replace(train_cfg, space=resolve_space(train_cfg.space, len(task.spec.text_columns))))
+    space = bind_space(job.train.space, encoder.config.num_hidden_layers)
     check_strategy_space(search, space)
     torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
     supernet = HeadSupernet(encoder, space, task.spec.num_labels)  # a non-BERT layout fails here, before the claim
     apply_regime(supernet.encoder, train_cfg.freeze_encoder)
-    return _Prepared(task, supernet)
+    return _Prepared(task, supernet), job
 
 
 def _train(job: SearchJob, p: _Prepared, run_dir: Path, resume: bool) -> dict[str, Any]:
@@ -176,7 +178,7 @@ def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False
     run_dir = run_dir or default_run_dir(job)
     if not resume and main:
         claim_output_dir(run_dir, overwrite, "a run", f"--resume {run_dir} continues it", check_only=True)
-    p = _prepare(job, resume)
+    p, job = _prepare(job, resume)
     if not resume:
         if main:
             claim_output_dir(run_dir, overwrite, "a run", f"--resume {run_dir} continues it")

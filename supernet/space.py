@@ -15,7 +15,7 @@ from supernet.nn.space import as_json, describe, get_space, space_arg
 class SpaceView(Config):
     """Which space to show, and how."""
 
-    space: str = space_arg(aliases=("--preset",))
+    space: str = space_arg("pairs", aliases=("--preset",))
     json: bool = arg(False, "print JSON (labels, candidates, size) for scripts")
 
 

@@ -56,7 +56,8 @@ def test_full_backbone_equals_the_transformers_forward():
     batch = make_batch()
     expected = encoder(**batch)
     net = HeadSupernet(encoder, _space(), 2).eval()
-    hidden, pooler = net.encode(batch, _arch(net.space, "attention", "keep"))
+    out = net.encode(batch, _arch(net.space, "attention", "keep"))
+    hidden, pooler = out.hidden, out.pooler
     mask = batch["attention_mask"].bool()
     torch.testing.assert_close(hidden[mask], expected.last_hidden_state[mask], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(pooler, expected.pooler_output, atol=1e-5, rtol=1e-5)

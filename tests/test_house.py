@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,16 +138,18 @@ def test_encoder_cache_hands_out_what_the_encoder_computed(tiny_encoder):
     from supernet.data.encoded import pad_batch
     from supernet.nn.encoder import encoder_outputs
     from supernet.nn.ops import POOLINGS
-    from supernet.train.frozen import CacheNeeds, EncoderCache
+    from supernet.nn.reading import Needs
+    from supernet.train.frozen import EncoderCache
     data = _toy_data()
-    cache = EncoderCache.build(tiny_encoder, data, 0, CacheNeeds(hidden=True))
+    cache = EncoderCache.build(tiny_encoder, data, 0, Needs(hidden=True))
     assert cache.tokens.shape[0] == int(data.lengths.sum())  # no padding stored
     rows = np.array([7, 2, 5])
     f = cache.features(rows)
     batch = pad_batch(data, rows, 0)
     tiny_encoder.eval()
     with torch.no_grad():
-        hidden, pooler = encoder_outputs(tiny_encoder, batch)
+        out = encoder_outputs(tiny_encoder, batch)
+    hidden, pooler = out.hidden, out.pooler
     mask = batch["attention_mask"]
     assert torch.equal(f.mask, mask)
     torch.testing.assert_close(f.hidden * mask[..., None], hidden * mask[..., None], atol=1e-5, rtol=1e-5)
@@ -179,5 +180,5 @@ def test_the_one_shot_head_holds_its_head_as_a_submodule():
     wrapped.policy.log(writer, 10)  # uniform sampling has nothing of its own to log
     assert len(logged) == 1
     wrapped.policy.resample({})
-    assert wrapped.needed_pools() == (wrapped.policy.choices()["pool"],)
+    assert wrapped.needs().pools == (wrapped.policy.choices()["pool"],)
 

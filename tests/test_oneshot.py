@@ -11,9 +11,10 @@ from strategies import ONE_SHOT
 from strategies.config import OneShotConfig
 from strategies.oneshot import OneShotHead, head_hook, make_policy
 from supernet.nn.arch import Architecture
-from supernet.nn.head import Features, SuperHead
+from supernet.nn.head import SuperHead
 from supernet.nn.model import FrozenModel
 from supernet.nn.ops import POOLINGS, mix
+from supernet.nn.reading import Features
 from supernet.nn.saved import load_model
 from supernet.nn.space import get_space
 

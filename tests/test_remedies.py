@@ -54,7 +54,8 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
     from supernet.data.encoded import Encoded
     from supernet.nn.arch import Architecture
     from supernet.nn.model import build_model
-    from supernet.train.frozen import CacheNeeds, EncoderCache
+    from supernet.nn.reading import Needs
+    from supernet.train.frozen import EncoderCache
 
     from conftest import make_batch
     space = get_space("tiny")
@@ -75,7 +76,7 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
     enc = Encoded([batch["input_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
                   [batch["token_type_ids"][i][batch["attention_mask"][i].bool()].numpy() for i in range(4)],
                   torch.zeros(4, dtype=torch.long).numpy())
-    cache = EncoderCache.build(model.encoder, enc, 0, CacheNeeds(hidden=True))
+    cache = EncoderCache.build(model.encoder, enc, 0, Needs(hidden=True))
     torch.testing.assert_close(model(features=cache.features(range(4))), model(**batch), rtol=1e-5, atol=1e-5)
     assert r["metrics"] and r["steps"] == 6
 
@@ -83,8 +84,9 @@ def test_frozen_encoder_training_leaves_the_encoder_untouched_and_matches_uncach
 def test_uniform_heads_of_a_step_share_one_token_block_computed_once(monkeypatch):
     """The step's heads read one token block (their poolings and MLPs stay their own), so its forward
     runs once per step, not once per head."""
-    from supernet.nn.head import Features, SuperHead
+    from supernet.nn.head import SuperHead
     from supernet.nn.ops import POOLINGS
+    from supernet.nn.reading import Features
     from supernet.nn.tokens import TOKEN_LABELS, SuperTokenBlocks
     space = get_space("tiny")
     for seed in range(6):

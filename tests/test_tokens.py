@@ -8,8 +8,9 @@ import random
 import pytest
 import torch
 
-from supernet.nn.head import Features, SuperHead
+from supernet.nn.head import SuperHead
 from supernet.nn.ops import POOLINGS
+from supernet.nn.reading import Features
 from supernet.nn.space import get_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.nn.tokens import TOKEN_KINDS, SuperTokenBlocks

@@ -157,8 +157,18 @@ def _default_dir_or_none() -> str | None:
         return None
 
 
-def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor]):
-    """(last hidden state, pooler output or None) of a HF encoder."""
+@dataclass
+class EncoderOutput:
+    """What one encoder forward gives a head."""
+
+    hidden: torch.Tensor                            # (B, T, H), the last layer
+    pooler: torch.Tensor | None                     # (B, H), BERT's tanh pooler over [CLS], if it has one
+    layers: tuple[torch.Tensor, ...] | None = None  # every layer's (B, T, H), embeddings first (all_layers)
+
+
+def encoder_outputs(encoder: nn.Module, batch: Mapping[str, torch.Tensor], all_layers: bool = False) -> EncoderOutput:
+    """The outputs of a HF encoder; ``all_layers``: every layer's hidden states too."""
     out = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                  token_type_ids=batch.get("token_type_ids"))
-    return out.last_hidden_state, getattr(out, "pooler_output", None)
+                  token_type_ids=batch.get("token_type_ids"), output_hidden_states=all_layers)
+    return EncoderOutput(out.last_hidden_state, getattr(out, "pooler_output", None),
+                         tuple(out.hidden_states) if all_layers else None)

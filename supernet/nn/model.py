@@ -1,4 +1,4 @@
-"""The plain model a head becomes (no NNI): encoder -> token block -> pooling -> MLP. ``build_model``
+"""The plain model a head becomes (no NNI): encoder -> what the head reads -> MLP (or cosine head). ``build_model``
 makes it from pretrained weights (what retraining starts from); ``FrozenModel.predict`` runs it on
 raw text once ``supernet.nn.saved.load_model`` has attached its tokenizer."""
 from __future__ import annotations
@@ -16,8 +16,9 @@ from supernet.data.readers import TextSplit
 from supernet.nn.arch import Architecture
 from supernet.nn.backbone import modified_encoder
 from supernet.nn.encoder import encoder_outputs
-from supernet.nn.head import Features, plain_head
+from supernet.nn.head import plain_head
 from supernet.nn.ops import Pooling
+from supernet.nn.reading import Features, Needs, ScalarMix, pair_vector, read, reduce_layers
 from supernet.nn.tokens import TokenBlock
 
 
@@ -33,29 +34,42 @@ class TextInterface:
 
 
 class FrozenModel(nn.Module):
-    """A plain model (no NNI): encoder -> token block (optional) -> pooling -> MLP head. What
-    retrain fine-tunes and ships. ``load_model`` also attaches its ``TextInterface``, so
+    """A plain model (no NNI): encoder -> what the head reads (a pooling of the last layer after an
+    optional token block, or of every layer; one encoding or a pair's two) -> MLP or cosine head.
+    What retrain fine-tunes and ships. ``load_model`` also attaches its ``TextInterface``, so
     ``predict(texts)`` works on raw text."""
 
-    def __init__(self, encoder: nn.Module, pooling: str, head: nn.Sequential, tokens: TokenBlock | None = None):
+    def __init__(self, encoder: nn.Module, pooling: str, head: nn.Sequential, tokens: TokenBlock | None = None,
+                 layers: str = "last", pair: str = "joint", scalar_mix: ScalarMix | None = None):
         super().__init__()
         self.encoder, self.pooling, self.head, self.tokens = encoder, Pooling(pooling), head, tokens
+        self.layers, self.pair, self.scalar_mix = layers, pair, scalar_mix
         self.interface: TextInterface | None = None
 
-    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, features: Features | None = None,
-                **_ignored) -> torch.Tensor:
-        """Logits of a batch of token ids, or of the cached encoder ``features`` of one (frozen encoder)."""
-        if features is not None:
-            if self.pooling.name == "pooler" or self.tokens is None:
-                return self.head(features.pooled[self.pooling.name])
-            hidden, attention_mask, pooler_output = features.hidden, features.mask, None
-        else:
-            hidden, pooler_output = encoder_outputs(self.encoder, {"input_ids": input_ids,
-                                                                   "attention_mask": attention_mask,
-                                                                   "token_type_ids": token_type_ids})
+    @property
+    def needs(self) -> Needs:
+        """What this model reads from its encoder (``pad_batch(..., sides=needs.sides)`` feeds it)."""
+        return Needs((self.pooling.name,), joint=self.pair == "joint", hidden=self.tokens is not None,
+                     layers=self.layers != "last", sides=self.pair != "joint")
+
+    def forward(self, features: Features | None = None, **batch: torch.Tensor) -> torch.Tensor:
+        """Logits of a batch of token ids (``pad_batch``'s keys), or of the cached encoder ``features``
+        of one (frozen encoder)."""
+        if features is None:
+            features = read(lambda b, all_layers: encoder_outputs(self.encoder, b, all_layers), batch, self.needs)
+        return self.head(self.vector(features))
+
+    def vector(self, f: Features) -> torch.Tensor:
+        if self.pair == "joint":
+            return self.view(f)
+        return pair_vector(self.view(f.sides[0]), self.view(f.sides[1]), self.pair)
+
+    def view(self, f: Features) -> torch.Tensor:
         if self.tokens is not None:
-            hidden = self.tokens(hidden, attention_mask)                     # (B, T, W)
-        return self.head(self.pooling(hidden, attention_mask, pooler_output))
+            return self.pooling(self.tokens(f.hidden, f.mask), f.mask, None)  # (B, W)
+        if self.layers == "last":
+            return f.pooled[self.pooling.name]                               # (B, H)
+        return reduce_layers(f.layered[self.pooling.name], self.layers, self.scalar_mix)
 
     def outputs(self, texts: Sequence[str | tuple[str, str]], batch_size: int = 64, device: str | None = None,
                 progress: bool = False) -> np.ndarray:
@@ -106,7 +120,8 @@ def model_outputs(model: nn.Module, data: Encoded, pad_id: int, device: str = "c
     outputs = []
     for index in tqdm(batch_indices(data, batch_size, shuffle=False, bucket=False), desc="predict", unit="batch",
                       disable=not progress, dynamic_ncols=True):
-        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id).items() if k != "labels"}
+        sides = bool(getattr(model, "needs", None) and model.needs.sides)
+        batch = {k: v.to(device) for k, v in pad_batch(data, index, pad_id, sides).items() if k != "labels"}
         outputs.append(model(**batch).float().cpu())
     model.train(was_training)
     return torch.cat(outputs).numpy()
@@ -121,5 +136,8 @@ def build_model(arch: Architecture, encoder: nn.Module, num_labels: int) -> Froz
         raise InputError(f"the architecture's space {space.name!r} has {space.encoder_layers} encoder layers, and the "
                          f"encoder has {encoder.config.num_hidden_layers}; pass the --model / --num-hidden-layers "
                          "it was searched with")
-    head, tokens = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels)
-    return FrozenModel(modified_encoder(encoder, space, arch.choices), arch.choices["pool"], head, tokens)
+    head, tokens, scalar_mix = plain_head(space, arch.choices, encoder.config.hidden_size, num_labels,
+                                          encoder.config.num_hidden_layers)
+    reads = space.reads(arch.choices)
+    return FrozenModel(modified_encoder(encoder, space, arch.choices), reads["pool"], head, tokens, reads["layers"],
+                       reads["pair"], scalar_mix)

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from supernet.core.config import arg
 from supernet.core.errors import InputError
 from supernet.nn.ops import ACTIVATIONS, NORMS, POOLINGS
+from supernet.nn.reading import LAYER_READS, PAIRS, Needs
 from supernet.nn.tokens import TOKEN_KINDS, TOKEN_LABELS
 
 # backbone registries (one per choice kind); ``supernet.nn.backbone`` builds the blocks they name
@@ -72,12 +73,18 @@ class SearchSpace:
     tok_kernel: tuple[int, ...] = (3,)
     tok_heads: tuple[int, ...] = (1,)
     tok_skip: tuple[bool, ...] = (False,)
+    # what the pooled vector is read from (supernet.nn.reading): the last layer or a reduction of every
+    # layer's, and for sentence pairs the joint encoding or the two texts encoded apart; ("last",) and
+    # ("joint",): not searched. The first candidate is the standard head's ("last", "joint").
+    layers: tuple[str, ...] = ("last",)
+    pair: tuple[str, ...] = ("joint",)
     ffn: tuple[str, ...] = ("keep",)
     mixer: tuple[str, ...] = ("attention",)
     encoder_layers: int = 0  # the encoder depth a backbone space is bound to (0: head-only space)
 
     def __post_init__(self):
         self._check_tokens()
+        self._check_reads()
         for kind, registry in (("pool", POOLINGS), ("act", ACTIVATIONS), ("norm", NORMS), ("ffn", FFN_CHOICES),
                                ("mixer", MIXERS)):
             bad = [v for v in getattr(self, kind) if v not in registry]
@@ -117,6 +124,46 @@ class SearchSpace:
         """Identity of the encoder a candidate runs (candidates sharing it share encoder outputs)."""
         return tuple(choices[backbone_label(k, j)] for j in range(self.encoder_layers) for k in self.backbone_kinds)
 
+    def _check_reads(self) -> None:
+        for kind, valid in (("layers", LAYER_READS), ("pair", PAIRS)):
+            values = getattr(self, kind)
+            if not values or len(set(values)) != len(values) or any(v not in valid for v in values):
+                raise InputError(f"space {self.name!r}: {kind} needs distinct candidates of {list(valid)}, got {values}")
+            if values[0] != valid[0]:
+                raise InputError(f"space {self.name!r}: {kind} lists the standard head's {valid[0]!r} first")
+
+    @property
+    def has_layers(self) -> bool:
+        """Whether the layers a head reads are searched."""
+        return len(self.layers) > 1
+
+    @property
+    def has_pairs(self) -> bool:
+        """Whether a sentence pair's reading (joint, siamese, cosine) is searched: a space for two text columns."""
+        return len(self.pair) > 1
+
+    def reads(self, choices: Mapping[str, Any]) -> dict[str, Any]:
+        """What the head of ``choices`` reads, by the one set of rules every part follows (the heads,
+        ``canonical``, ``size``, BO-HB's conditional space): the pooler has no per-layer form; a token
+        block reads the joint view's last layer; a cosine head has no MLP."""
+        pool, pair = choices[POOL], choices.get("pair", "joint")
+        layers = choices.get("layers", "last") if pool != "pooler" else "last"
+        tokens = (self.has_tokens and pair == "joint" and layers == "last" and pool != "pooler"
+                  and choices.get("tok_kind", "none") != "none")
+        return {"pool": pool, "layers": layers, "pair": pair, "tokens": tokens, "mlp": pair != "cosine"}
+
+    def needs(self, heads: Iterable[Mapping[str, Any]] | None = None) -> Needs:
+        """What ``heads`` read from the encoder (default: any head of the space, e.g. under a one-shot
+        policy's mixtures)."""
+        if heads is None:
+            return Needs(self.pool, True, self.has_tokens, self.has_layers, self.has_pairs)
+        out = None
+        for choices in heads:
+            r = self.reads(choices)
+            one = Needs((r["pool"],), r["pair"] == "joint", r["tokens"], r["layers"] != "last", r["pair"] != "joint")
+            out = one if out is None else out | one
+        return out
+
     def _check_tokens(self) -> None:
         bad = [k for k in self.tok_kind if k not in TOKEN_KINDS]
         if bad:
@@ -136,8 +183,8 @@ class SearchSpace:
         return self.tok_kind != ("none",)
 
     def uses_tokens(self, choices: Mapping[str, Any]) -> bool:
-        """Whether the head of ``choices`` runs a token block (the pooler reads the encoder's own [CLS])."""
-        return choices.get("tok_kind", "none") != "none" and choices["pool"] != "pooler"
+        """Whether the head of ``choices`` runs a token block (see ``reads``)."""
+        return self.reads(choices)["tokens"]
 
     @property
     def max_depth(self) -> int:
@@ -150,6 +197,10 @@ class SearchSpace:
     def labels(self) -> dict[str, tuple]:
         """Every NNI label with its candidates, in a stable order."""
         out: dict[str, tuple] = {POOL: self.pool, "depth": self.depth}
+        if self.has_layers:
+            out["layers"] = self.layers
+        if self.has_pairs:
+            out["pair"] = self.pair
         if self.has_tokens:
             out.update({label: getattr(self, label) for label in TOKEN_LABELS})
         for i in range(self.max_depth):
@@ -168,11 +219,17 @@ class SearchSpace:
         return sum(math.prod(len(getattr(self, label)) for label in TOKEN_KINDS[kind]) for kind in self.tok_kind)
 
     def size(self) -> int:
-        """Distinct architectures: the labels of layers deeper than ``depth``, and the token labels a
-        head does not read (another kind's, or all of them under the pooler), do not change the model."""
+        """Distinct architectures: a label a head does not read (layers deeper than ``depth``, token labels
+        of another block kind, anything ``reads`` rules out) does not change the model."""
         backbone = math.prod(len(getattr(self, k)) for k in self.backbone_kinds) ** self.encoder_layers
-        front = sum(1 if p == "pooler" else self.token_choices() for p in self.pool)
-        return backbone * front * sum(self.per_layer_choices() ** d for d in self.depth)
+        mlp = sum(self.per_layer_choices() ** d for d in self.depth)
+        fronts = 0
+        for pool in self.pool:
+            for pair in self.pair:
+                for layers in (self.layers if pool != "pooler" else self.layers[:1]):
+                    blocks = self.token_choices() if pair == "joint" and layers == "last" and pool != "pooler" else 1
+                    fronts += blocks * (mlp if pair != "cosine" else 1)
+        return backbone * fronts
 
     def raw_size(self) -> int:
         """Product of all label cardinalities (what NNI sees; counts unused deeper labels too)."""
@@ -205,7 +262,12 @@ class SearchSpace:
         """Set every label the model does not read to its first candidate, so equal models compare
         equal: layers deeper than ``depth``, and token labels its block kind does not read."""
         out = dict(choices)
-        for i in range(choices["depth"], self.max_depth):
+        reads = self.reads(choices)
+        if not reads["mlp"]:  # a cosine head: no MLP at all
+            out["depth"] = self.depth[0]
+        if self.has_layers and reads["layers"] != choices["layers"]:
+            out["layers"] = self.layers[0]
+        for i in range(out["depth"], self.max_depth):
             for kind in LAYER_KINDS:
                 out[layer_label(kind, i)] = getattr(self, kind)[0]
         if self.has_tokens:
@@ -282,7 +344,7 @@ _TINY = dict(pool=("cls", "mean"), depth=(0, 1, 2), width=(8, 16), act=("relu", 
              norm=_ALL_NORMS, residual=(False, True))
 
 PRESETS: dict[str, SearchSpace] = {
-    # The space searched by default: the paper's head families. Token blocks (none, conv, attention)
+    # The seed paper's head families (the default before layer and pair reads). Token blocks (none, conv, attention)
     # before the pooling, then up to 4 hidden layers of 7 widths x 6 activations x 5 dropouts x
     # 3 norms x 2 shortcuts. Far larger than the seed paper's 7.5e7.
     "paper": SearchSpace("paper", **_MLP, **_TOKENS),
@@ -297,7 +359,31 @@ PRESETS: dict[str, SearchSpace] = {
                         tok_width=(8, 16), tok_kernel=(3, 5), tok_heads=(1, 2), tok_skip=(False, True)),
     # ``tiny`` without token blocks (schema-1 "tiny" records).
     "tiny-mlp": SearchSpace("tiny-mlp", **_TINY),
+    # The default for one text column: the paper's heads, reading the last layer or every layer's
+    # pooled vectors (mean of the last 4, max of the last 3 as MaxPoolBERT does with [CLS], ELMo's
+    # learned scalar mix).
+    "heads": SearchSpace("heads", **_MLP, **_TOKENS, layers=LAYER_READS),
+    # The default for sentence pairs: ``heads`` plus the pair's reading: joint (cross-encoded, as BERT
+    # fine-tuning does), siamese ([u, v, |u-v|, u*v] of the texts encoded apart, SentEval's features) or
+    # cosine (cos(u, v) with a learned scale and bias, as sentence-transformers compares embeddings).
+    "pairs": SearchSpace("pairs", **_MLP, **_TOKENS, layers=LAYER_READS, pair=PAIRS),
+    # For tests: ``tiny`` with every layer and pair reading.
+    "tiny-pairs": SearchSpace("tiny-pairs", **_TINY, tok_kind=("none", "conv"), tok_layers=(1,), tok_width=(8,),
+                              tok_kernel=(3,), tok_heads=(1,), layers=LAYER_READS, pair=PAIRS),
 }
+AUTO = "auto"  # the default --space: "pairs" for a task of two text columns, "heads" for one
+
+
+def resolve_space(name: str, text_columns: int) -> str:
+    """The space a search of a task with ``text_columns`` runs: ``auto`` picks one; a pair space is
+    refused for one text column (its siamese and cosine heads read two)."""
+    if name == AUTO:
+        return "pairs" if text_columns == 2 else "heads"
+    head = _split_name(name)[0]
+    if PRESETS[head].has_pairs and text_columns != 2:
+        raise InputError(f"space {name!r} searches how a sentence pair is read, and the task has {text_columns} text "
+                         "column; use --space heads (or auto)")
+    return name
 # schema-1 records named the MLP-only spaces "paper" and "tiny"
 V1_PRESETS = {"paper": "mlp", "tiny": "tiny-mlp", "head": "mlp"}
 
@@ -306,12 +392,18 @@ def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
     """'small+ffn+conv@6' -> ('small', ('ffn', 'conv'), 6); the error names what is wrong."""
     if not isinstance(name, str) or not name:
         raise InputError(f"a space name must be a non-empty string, got {name!r}")
+    if name == AUTO:
+        raise InputError(f"space {AUTO!r} is chosen per task (pairs for two text columns, heads for one): "
+                         "resolve it with resolve_space first")
     base, _, depth = name.partition("@")
     head, *parts = base.split("+")
     head = DEFAULT_HEAD if head == "head" else head
     if head not in PRESETS:
         raise InputError(f"unknown space {name!r}: head preset {head!r} is not one of {sorted(PRESETS)} "
                          f"(or 'head' = {DEFAULT_HEAD})")
+    if parts and (PRESETS[head].has_layers or PRESETS[head].has_pairs):
+        raise InputError(f"space {name!r}: backbone parts go with a head preset that reads the last layer of one "
+                         "encoding (paper, mlp, small, tiny); the backbone search has no per-layer outputs")
     bad = [p for p in parts if p not in BACKBONE_PARTS]
     if bad or len(set(parts)) != len(parts):
         raise InputError(f"unknown space {name!r}: backbone parts must be distinct ones of {sorted(BACKBONE_PARTS)}, "
@@ -325,20 +417,22 @@ def _split_name(name: str) -> tuple[str, tuple[str, ...], int | None]:
 
 def names_backbone_choices(name: str) -> bool:
     """Whether the space ``name`` (bound to an encoder depth or not) searches encoder-layer choices."""
-    return bool(_split_name(name)[1])
+    return name != AUTO and bool(_split_name(name)[1])
 
 
-def space_arg(aliases: tuple[str, ...] = ()) -> Any:
+def space_arg(default: str = AUTO, aliases: tuple[str, ...] = ()) -> Any:
     """The one declaration of a config's ``--space`` (the search's supernet, the comparison, the space
-    CLI): the same default and help everywhere."""
-    return arg("paper", "search space: a head preset (paper, mlp, small, tiny) or a backbone space adding per encoder "
-                        "layer FFN keep/skip (+ffn) and attention vs conv3/7/15 (+conv), e.g. head+ffn, "
-                        "small+ffn+conv (see python -m supernet.space)", aliases=aliases)
+    CLI): the same help everywhere."""
+    return arg(default, "search space: auto (pairs for a sentence-pair task, heads for one text), a head preset "
+                        "(pairs, heads, paper, mlp, small, tiny) or a backbone space adding per encoder layer FFN "
+                        "keep/skip (+ffn) and attention vs conv3/7/15 (+conv), e.g. head+ffn, small+ffn+conv (see "
+                        "python -m supernet.space)", aliases=aliases)
 
 
 def check_space_name(name: str) -> None:
-    """Raise ValueError unless ``name`` is a preset or a composed backbone space (bound or not)."""
-    _split_name(name)
+    """Raise ValueError unless ``name`` is ``auto``, a preset or a composed backbone space (bound or not)."""
+    if name != AUTO:
+        _split_name(name)
 
 
 def get_space(name: str) -> SearchSpace:
@@ -376,8 +470,9 @@ def _scope(kind: str) -> str:
 def describe(space: SearchSpace) -> str:
     """The table for people: every choice kind with its candidates, and the exact size."""
     lines = [f"space {space.name!r}"]
-    kinds = ("pool", "depth", *(TOKEN_LABELS if space.has_tokens else ()), "width", "act", "dropout", "norm",
-             "residual", *space.backbone_kinds)
+    kinds = ("pool", "depth", *(("layers",) if space.has_layers else ()), *(("pair",) if space.has_pairs else ()),
+             *(TOKEN_LABELS if space.has_tokens else ()), "width", "act", "dropout", "norm", "residual",
+             *space.backbone_kinds)
     for kind in kinds:
         values = getattr(space, kind)
         lines.append(f"  {kind:<10} ({_scope(kind):<10}) {len(values)} x {list(values)}")

@@ -16,10 +16,10 @@ from nni.nas.nn.pytorch import ModelSpace
 from torch import nn
 
 from supernet.nn.backbone import SuperBackbone
-from supernet.nn.encoder import encoder_outputs
-from supernet.nn.head import Features, SuperHead
+from supernet.nn.encoder import EncoderOutput, encoder_outputs
+from supernet.nn.head import SuperHead
 from supernet.nn.model import FrozenModel
-from supernet.nn.ops import POOLINGS
+from supernet.nn.reading import Features, Needs, read
 from supernet.nn.space import SearchSpace
 
 
@@ -47,33 +47,35 @@ class HeadSupernet(LabelSpace):
         super().__init__(space)
         self.num_labels = num_labels
         self.encoder = SuperBackbone(encoder, space) if space.has_backbone else encoder
-        self.head = SuperHead(space, encoder.config.hidden_size, num_labels)
+        self.head = SuperHead(space, encoder.config.hidden_size, num_labels, encoder.config.num_hidden_layers)
 
-    def encode(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any] | None = None):
-        """(last hidden state, pooler output or None) of the encoder a candidate runs."""
+    def encode(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any] | None = None,
+               all_layers: bool = False) -> EncoderOutput:
+        """The outputs of the encoder a candidate runs (``all_layers``: every layer's states too)."""
         if not isinstance(self.encoder, SuperBackbone):
-            return encoder_outputs(self.encoder, batch)
+            return encoder_outputs(self.encoder, batch, all_layers)
         if choices is None:
             raise ValueError(f"space {self.space.name!r} has backbone choices: an encoder forward needs a candidate")
+        assert not all_layers, "backbone spaces have no layer choices (space._split_name refuses them)"
         out = self.encoder(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"), choices=choices)
-        return out.last_hidden_state, out.pooler_output
+        return EncoderOutput(out.last_hidden_state, out.pooler_output)
 
-    def features(self, batch: Mapping[str, torch.Tensor], pools: tuple[str, ...] | None = None,
+    def features(self, batch: Mapping[str, torch.Tensor], needs: Needs | None = None,
                  choices: Mapping[str, Any] | None = None) -> Features:
-        """One encoder forward (with ``choices``' backbone), pooled every way in ``pools`` (default:
-        all), with the hidden states kept for token blocks."""
-        hidden, pooler_output = self.encode(batch, choices)
-        mask = batch["attention_mask"]
-        return Features({p: POOLINGS[p](hidden, mask, pooler_output) for p in pools or self.space.pool}, hidden, mask)
+        """What ``needs`` asks for (default: what every head of the space reads) from one encoder forward
+        per view, with ``choices``' backbone."""
+        return read(lambda b, all_layers: self.encode(b, choices, all_layers), batch, needs or self.space.needs())
 
     def forward(self, batch: Mapping[str, torch.Tensor], choices: Mapping[str, Any]) -> torch.Tensor:
-        return self.head(self.features(batch, (choices["pool"],), choices), choices)
+        return self.head(self.features(batch, self.space.needs([choices]), choices), choices)
 
     def freeze(self, sample: Mapping[str, Any]) -> FrozenModel:
         choices = self.choices_of(sample)
         encoder = (self.encoder.freeze(choices) if isinstance(self.encoder, SuperBackbone)
                    else copy.deepcopy(self.encoder))
-        return FrozenModel(encoder, choices["pool"], self.head.freeze(choices), self.head.freeze_tokens(choices))
+        reads = self.space.reads(choices)
+        return FrozenModel(encoder, reads["pool"], self.head.freeze(choices), self.head.freeze_tokens(choices),
+                           reads["layers"], reads["pair"], self.head.freeze_mix(choices))
 
     def encoder_parameters(self, choices: Mapping[str, Any]) -> int:
         """Parameters of the frozen encoder of ``choices`` (computed, not built)."""

@@ -36,7 +36,6 @@ from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
 from supernet.nn.head import SuperHead
 from supernet.nn.model import model_outputs
-from supernet.nn.ops import POOLINGS
 from supernet.nn.space import get_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.scoring.cost import Objective, latency_table, predicted_latency
@@ -46,12 +45,13 @@ SEARCH_STATE = "search_state.pt"
 
 
 @torch.no_grad()
-def head_input(cache: EncoderCache, choices: Mapping[str, Any], space, tokens) -> torch.Tensor:
-    """The vectors the MLP of ``choices`` reads, (N, W): a cached pooling, or the pooling of the token
-    block ``tokens(hidden, mask)`` over the cached hidden states."""
-    if not space.uses_tokens(choices):
-        return cache.pooled[choices["pool"]]
-    return cache.outputs(lambda f: POOLINGS[choices["pool"]](tokens(f.hidden, f.mask), f.mask, None))
+def head_input(cache: EncoderCache, choices: Mapping[str, Any], head: SuperHead) -> torch.Tensor:
+    """The vectors the classifier of ``choices`` reads, (N, W): a cached pooling of the last layer, or
+    what the super head (in eval mode) reads with its inherited token block and scalar mix."""
+    reads = head.space.reads(choices)
+    if not reads["tokens"] and reads["layers"] == "last" and reads["pair"] == "joint":
+        return cache.pooled[reads["pool"]]
+    return cache.outputs(lambda f: head.vector(f, choices))
 
 
 _CACHED_ENCODERS = 8  # encoder outputs kept per split in a backbone space (dev: rows x hidden x pools)
@@ -64,6 +64,7 @@ def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev
     spaces, whose ``dev`` / ``calib`` features are then None): {'encoder_config', 'supernet' (state
     dict), 'dev', 'calib' (token ids), 'pad_id'}."""
     state = {"space": head.space.name, "hidden_size": head.hidden_size, "num_labels": head.num_labels,
+             "encoder_layers": head.encoder_layers,
              "head": {k: v.detach().cpu() for k, v in head.state_dict().items()}, "metrics": list(metrics),
              "dev": dev, "dev_labels": dev_labels, "calib": calib, "costs": costs,
              "backbone": backbone}
@@ -111,7 +112,7 @@ class CandidateScorer:
     def __init__(self, state: Mapping[str, Any]):
         self.space = get_space(state["space"])
         self.metrics = tuple(state["metrics"])
-        self.head = SuperHead(self.space, state["hidden_size"], state["num_labels"])
+        self.head = SuperHead(self.space, state["hidden_size"], state["num_labels"], state.get("encoder_layers"))
         self.head.load_state_dict(state["head"])
         self.head.eval()
         self.dev, self.dev_labels, self.calib = state["dev"], np.asarray(state["dev_labels"]), state["calib"]
@@ -147,7 +148,8 @@ class CandidateScorer:
         ``head``: the candidate's frozen MLP and token block, when the caller already built them."""
         if not self.costs:
             return {}
-        head = head if head is not None else [self.head.freeze(choices), self.head.freeze_tokens(choices)]
+        head = head if head is not None else [self.head.freeze(choices), self.head.freeze_tokens(choices),
+                                              self.head.freeze_mix(choices)]
         head_params = sum(p.numel() for m in head if m is not None for p in m.parameters())
         encoder = self.supernet.encoder_parameters(choices) if self.supernet is not None else self.costs["encoder_params"]
         out = {"params": float(encoder + head_params)}
@@ -178,13 +180,12 @@ class CandidateScorer:
 
     @torch.no_grad()
     def _outputs(self, choices: Mapping[str, Any]) -> tuple[np.ndarray, list[nn.Module | None]]:
-        """The candidate's outputs on the selection split, and its frozen MLP and token block."""
-        mlp, tokens = self.head.freeze(choices).eval(), self.head.freeze_tokens(choices)
-        run = tokens.eval() if tokens is not None else None
-        inputs = lambda split: head_input(self.features(choices, split), choices, self.space, run)
+        """The candidate's outputs on the selection split, and its frozen classifier, token block and mix."""
+        mlp = self.head.freeze(choices).eval()
+        inputs = lambda split: head_input(self.features(choices, split), choices, self.head)
         if self.recalibrate and any(isinstance(m, nn.BatchNorm1d) for m in mlp.modules()):
             self._recalibrate(mlp, inputs("calib"))
-        return mlp(inputs("dev")).numpy(), [mlp, tokens]
+        return mlp(inputs("dev")).numpy(), [mlp, self.head.freeze_tokens(choices), self.head.freeze_mix(choices)]
 
     def predicted_class_share(self, choices: Mapping[str, Any]) -> float | None:
         """Share of the selection split given the candidate's most frequent predicted class: 1.0 is a

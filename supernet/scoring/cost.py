@@ -115,7 +115,8 @@ def dev_latency_ms(model: nn.Module, data: Encoded, pad_id: int, device: str = "
     data = data.head(LATENCY_ROWS)
     was_training = model.training
     model.eval()
-    batches = [{k: v.to(device) for k, v in pad_batch(data, idx, pad_id).items() if k != "labels"}
+    sides = bool(getattr(model, "needs", None) and model.needs.sides)  # a siamese head encodes both texts
+    batches = [{k: v.to(device) for k, v in pad_batch(data, idx, pad_id, sides).items() if k != "labels"}
                for idx in batch_indices(data, batch_size, shuffle=False, bucket=False)]
 
     def one_pass():

@@ -13,13 +13,13 @@ supernet training, retraining and every BO-HB trial cost seconds instead of fine
   ``outputs(fn)`` runs a head over the whole split in row order (scoring, evaluation).
 
 Every stage builds its caches here: supernet training (frozen) and its probes, the search state a
-search scores candidates on (``supernet.scoring.candidates``), retraining and BO-HB trials (``retrain``). What a
-cache holds is ``CacheNeeds``: the place where a second text column (sentence pairs encoded apart)
-or several encoder layers are added.
+search scores candidates on (``supernet.scoring.candidates``), retraining and BO-HB trials
+(``retrain``). What a cache holds is ``Needs`` (``supernet.nn.reading``): the last layer's poolings and
+token states, every layer's poolings, a pair's texts encoded apart.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -30,11 +30,8 @@ from supernet.core.metrics import compute_metrics
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
 from supernet.nn.encoder import encoder_outputs
-from supernet.nn.head import Features
-from supernet.nn.ops import POOLINGS
+from supernet.nn.reading import EncodeFn, Features, Needs, pooled_view
 
-# a batch -> (last hidden state (B, T, H), pooler output (B, H) or None)
-EncodeFn = Callable[[Mapping[str, torch.Tensor]], tuple[torch.Tensor, torch.Tensor | None]]
 BATCH = 128  # rows per encoder forward while caching, and per head forward in ``outputs``
 
 
@@ -45,22 +42,18 @@ def apply_regime(encoder: nn.Module, freeze: bool) -> None:
         encoder.requires_grad_(False)
 
 
-@dataclass(frozen=True)
-class CacheNeeds:
-    """What the heads of a stage read from the encoder: which poolings, and whether the token states."""
-
-    pools: tuple[str, ...] = tuple(POOLINGS)
-    hidden: bool = False
-
-
 class EncoderCache:
-    """One split's encoder outputs, computed once in eval mode without gradients, kept on the CPU."""
+    """One split's encoder outputs, computed once in eval mode without gradients, kept on the CPU: what
+    ``Needs`` asked for, as ``Features`` of any rows."""
 
-    def __init__(self, pooled: dict[str, torch.Tensor], tokens: torch.Tensor | None, lengths: np.ndarray):
+    def __init__(self, pooled: dict[str, torch.Tensor], tokens: torch.Tensor | None, lengths: np.ndarray,
+                 layered: dict[str, torch.Tensor] | None = None, sides: tuple["EncoderCache", ...] | None = None):
         self.pooled = pooled          # pooling -> (N, H), rows in order
         self.tokens = tokens          # (sum of lengths, H): row i's states at offsets[i]:offsets[i]+lengths[i]
         self.lengths = lengths        # (N,) real tokens per row
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        self.layered = layered        # pooling -> (N, L+1, H): every layer's poolings (layer choices)
+        self.sides = sides            # a pair's texts encoded apart: one cache each (siamese / cosine heads)
 
     @property
     def rows(self) -> int:
@@ -72,33 +65,34 @@ class EncoderCache:
 
     @classmethod
     @torch.no_grad()
-    def build(cls, encode: EncodeFn | nn.Module, data: Encoded, pad_id: int, needs: CacheNeeds = CacheNeeds(),
+    def build(cls, encode: EncodeFn | nn.Module, data: Encoded, pad_id: int, needs: Needs = Needs(),
               device: str | torch.device = "cpu", modules: tuple[nn.Module, ...] = ()) -> "EncoderCache":
-        """Run ``encode`` (a HF encoder, or a function of a batch) over ``data`` in batches of
-        consecutive rows; ``modules`` (default: the encoder given) are put in eval mode meanwhile."""
+        """Run ``encode`` (a HF encoder, or a function of a batch and ``all_layers``) over ``data`` in
+        batches of consecutive rows; ``modules`` (default: the encoder given) are in eval mode meanwhile."""
         if isinstance(encode, nn.Module):
-            modules, encode = modules or (encode,), (lambda batch, enc=encode: encoder_outputs(enc, batch))
+            modules, encode = modules or (encode,), (lambda batch, all_layers, enc=encode:
+                                                     encoder_outputs(enc, batch, all_layers))
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
-        pooled: dict[str, list[torch.Tensor]] = {}
-        states: list[torch.Tensor] = []
         try:
-            for start in range(0, len(data), BATCH):
-                rows = np.arange(start, min(start + BATCH, len(data)))
-                batch = {k: v.to(device) for k, v in pad_batch(data, rows, pad_id).items()}
-                hidden, pooler_output = encode(batch)
-                mask = batch["attention_mask"]
-                for name in needs.pools:
-                    if name != "pooler" or pooler_output is not None:
-                        pooled.setdefault(name, []).append(POOLINGS[name](hidden, mask, pooler_output).float().cpu())
-                if needs.hidden:
-                    states.append(hidden[mask.bool()].float().cpu())  # real tokens, row by row
+            joint = _encode_rows(encode, data, pad_id, needs, device) if needs.joint else ({}, None, None)
+            sides = None
+            if needs.sides:
+                if data.sides is None:
+                    raise ValueError("siamese and cosine heads read two text columns; this split has one")
+                apart = replace(needs, hidden=False)  # token blocks read the joint encoding only
+                sides = tuple(cls.from_rows(_encode_rows(encode, part, pad_id, apart, device), part.lengths)
+                              for part in data.sides)
         finally:
             for m, mode in zip(modules, modes):
                 m.train(mode)
-        return cls({name: torch.cat(chunks) for name, chunks in pooled.items()},
-                   torch.cat(states) if needs.hidden else None, data.lengths)
+        return cls.from_rows(joint, data.lengths, sides)
+
+    @classmethod
+    def from_rows(cls, parts: tuple, lengths: np.ndarray, sides: tuple | None = None) -> "EncoderCache":
+        pooled, tokens, layered = parts
+        return cls(pooled, tokens, lengths, layered, sides)
 
     @classmethod
     def of(cls, pooled: dict[str, torch.Tensor], hidden: torch.Tensor | None = None,
@@ -114,15 +108,17 @@ class EncoderCache:
         longest of them, gathered in one indexing op."""
         rows = np.asarray(rows)
         pooled = {name: t[rows].to(device) for name, t in self.pooled.items()}
+        layered = {name: t[rows].to(device) for name, t in self.layered.items()} if self.layered else None
+        sides = tuple(side.features(rows, device) for side in self.sides) if self.sides else None
         if self.tokens is None:
-            return Features(pooled)
+            return Features(pooled, layered=layered, sides=sides)
         lengths = torch.from_numpy(self.lengths[rows])
         width = int(lengths.max())
         positions = torch.arange(width)
         mask = (positions[None, :] < lengths[:, None]).long()                              # (B, T)
         index = torch.from_numpy(self.offsets[rows])[:, None] + positions[None, :] * mask   # pads read row start
         hidden = self.tokens[index] * mask[..., None]                                       # (B, T, H)
-        return Features(pooled, hidden.to(device), mask.to(device))
+        return Features(pooled, hidden.to(device), mask.to(device), layered, sides)
 
     def batches(self, batch_size: int = BATCH, device: str | torch.device = "cpu"):
         """(rows, Features) over every row, in order."""
@@ -137,24 +133,40 @@ class EncoderCache:
         return torch.cat([fn(f).float().cpu() for _, f in self.batches(batch_size, device)])
 
 
-def frozen_caches(encoder: nn.Module, splits: tuple[Encoded, ...], pad_id: int, hidden: bool,
+@torch.no_grad()
+def _encode_rows(encode: EncodeFn, data: Encoded, pad_id: int, needs: Needs, device) -> tuple:
+    """(poolings (N, H), packed token states or None, every layer's poolings (N, L+1, H) or None) of
+    one view of ``data``: ``encode`` over batches of consecutive rows."""
+    pooled: dict[str, list[torch.Tensor]] = {}
+    layered: dict[str, list[torch.Tensor]] = {}
+    states: list[torch.Tensor] = []
+    for start in range(0, len(data), BATCH):
+        rows = np.arange(start, min(start + BATCH, len(data)))
+        batch = {k: v.to(device) for k, v in pad_batch(data, rows, pad_id).items()}
+        f = pooled_view(encode(batch, needs.layers), batch["attention_mask"], needs, needs.hidden)
+        for name, value in f.pooled.items():
+            pooled.setdefault(name, []).append(value.float().cpu())
+        for name, value in (f.layered or {}).items():
+            layered.setdefault(name, []).append(value.float().cpu())
+        if needs.hidden:
+            states.append(f.hidden[f.mask.bool()].float().cpu())  # real tokens, row by row
+    cat = lambda d: {name: torch.cat(chunks) for name, chunks in d.items()}
+    return cat(pooled), torch.cat(states) if needs.hidden else None, cat(layered) if needs.layers else None
+
+
+def frozen_caches(encoder: nn.Module, splits: tuple[Encoded, ...], pad_id: int, needs: Needs,
                   device: str | torch.device = "cpu") -> tuple[EncoderCache, ...]:
-    """A frozen pretrained encoder's outputs on each split (e.g. training and evaluation rows): every
-    pooling a plain head may read, and the token states if a head runs a token block."""
-    return tuple(EncoderCache.build(encoder, split, pad_id, CacheNeeds(hidden=hidden), device) for split in splits)
-
-
-def needs_of(space: Any) -> CacheNeeds:
-    """What the heads of ``space`` read: its poolings, and the token states if it searches token blocks."""
-    return CacheNeeds(tuple(space.pool), bool(space.has_tokens))
+    """A frozen pretrained encoder's outputs on each split (e.g. training and evaluation rows): what
+    the heads to train read (``Needs``)."""
+    return tuple(EncoderCache.build(encoder, split, pad_id, needs, device) for split in splits)
 
 
 def supernet_cache(supernet: nn.Module, data: Encoded, pad_id: int, device: str | torch.device = "cpu",
                    choices: Mapping[str, Any] | None = None) -> EncoderCache:
     """A split's outputs of a supernet's encoder (in a backbone space: the encoder of ``choices``),
     holding what its space's heads read."""
-    return EncoderCache.build(lambda batch: supernet.encode(batch, choices), data, pad_id, needs_of(supernet.space),
-                              device, modules=(supernet,))
+    return EncoderCache.build(lambda batch, all_layers: supernet.encode(batch, choices, all_layers), data, pad_id,
+                              supernet.space.needs(), device, modules=(supernet,))
 
 
 def evaluate_cached(model: nn.Module, cache: EncoderCache, labels: np.ndarray, spec: TaskSpec) -> dict[str, float]:

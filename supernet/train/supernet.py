@@ -23,11 +23,11 @@ from supernet.core.errors import InputError
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
 from supernet.nn.encoder import EncoderConfig
-from supernet.nn.head import Features
+from supernet.nn.reading import Features
 from supernet.nn.space import SearchSpace, bind_space, check_space_name, names_backbone_choices, space_arg
 from supernet.nn.supernet import HeadSupernet
 from supernet.nn.tokens import TOKEN_LABELS
-from supernet.train.frozen import EncoderCache, apply_regime, needs_of, score_heads, supernet_cache
+from supernet.train.frozen import EncoderCache, apply_regime, score_heads, supernet_cache
 from supernet.train.loop import (
     EpochBatches,
     FineTuneConfig,
@@ -143,7 +143,7 @@ class StepLoss(torch.nn.Module):
         # in sample order, not a set's: the graph's order fixes the float summation order of the
         # encoder's gradients, and a set's order changes with each process's string hash seed
         if features is None:  # (given: the frozen encoder's cached outputs)
-            features = self.supernet.features(batch, tuple(dict.fromkeys(a["pool"] for a in archs)), archs[0])
+            features = self.supernet.features(batch, self.supernet.space.needs(archs), archs[0])
         outputs = [self.supernet.head(features, a) for a in archs]
         if not self.distill:
             return sum(loss_fn(self.spec, out, batch["labels"]) for out in outputs) / len(archs)
@@ -168,7 +168,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     cache, t0, cpu0 = None, time.time(), time.process_time()
     apply_regime(supernet.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
-        cache = EncoderCache.build(supernet.encoder, train, pad_id, needs_of(supernet.space), cfg.device)
+        cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), cfg.device)
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
@@ -193,7 +193,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
             batch = {"labels": torch.from_numpy(train.labels[rows]).to(device)}
             with cfg.autocast():
                 return model(batch, archs, cache.features(rows, device))
-        batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id).items()}
+        batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id, supernet.space.has_pairs).items()}
         with cfg.autocast():
             return model(batch, archs)
 
