@@ -1,0 +1,188 @@
+"""What a head reads (issue #30): layer reads, sentence pairs encoded apart (siamese, cosine), in the space,
+the supernet, the plain model, the cache and predictions."""
+from __future__ import annotations
+
+import itertools
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from supernet.data.encoded import Encoded, pad_batch
+from supernet.nn.encoder import encoder_outputs
+from supernet.nn.ops import POOLINGS
+from supernet.nn.reading import LAYER_READS, PAIRS, Needs
+from supernet.nn.space import get_space, resolve_space
+from supernet.nn.supernet import HeadSupernet
+
+SPACE = "tiny-pairs"
+
+
+def _pairs(n: int = 6, seed: int = 0) -> Encoded:
+    """A toy pair split: each text alone ([CLS] x [SEP]) and the pair joint ([CLS] a [SEP] b [SEP])."""
+    rng = np.random.default_rng(seed)
+    a = [rng.integers(1000, 2000, int(k)) for k in rng.integers(2, 7, n)]
+    b = [rng.integers(1000, 2000, int(k)) for k in rng.integers(2, 7, n)]
+    alone = lambda xs: Encoded([np.r_[101, x, 102].astype(np.int32) for x in xs],
+                               [np.zeros(len(x) + 2, np.int8) for x in xs], np.arange(n) % 2)
+    joint = [np.r_[101, x, 102, y, 102].astype(np.int32) for x, y in zip(a, b)]
+    types = [np.r_[np.zeros(len(x) + 2), np.ones(len(y) + 1)].astype(np.int8) for x, y in zip(a, b)]
+    return Encoded(joint, types, np.arange(n) % 2, (alone(a), alone(b)))
+
+
+def _every_read(space, rng, n_random=3):
+    """Heads covering every pool x layers x pair read (plus random rest)."""
+    for pool, layers, pair in itertools.product(space.pool, space.layers, space.pair):
+        for _ in range(n_random):
+            yield {**space.sample(rng), "pool": pool, "layers": layers, "pair": pair}
+
+
+def test_a_siamese_head_reads_u_v_and_their_differences(tiny_encoder):
+    """On a 2-row toy pair the siamese head's output is its classifier on [u, v, |u-v|, u*v], u and v
+    computed by hand: each text encoded alone, mean-pooled."""
+    space = get_space(SPACE)
+    data = _pairs(2)
+    net = HeadSupernet(tiny_encoder, space, 2).eval()
+    choices = space.canonical({**space.reference(), "pair": "siamese", "pool": "mean", "depth": 0})
+    batch = pad_batch(data, np.arange(2), 0, sides=True)
+    with torch.no_grad():
+        u, v = (POOLINGS["mean"](encoder_outputs(tiny_encoder, {k[2:]: t for k, t in batch.items()
+                                                                 if k.startswith(s + "_")}).hidden,
+                                 batch[f"{s}_attention_mask"], None) for s in "ab")
+        by_hand = net.head.freeze(choices)(torch.cat([u, v, (u - v).abs(), u * v], -1))
+        assert torch.allclose(net(batch, choices), by_hand, atol=1e-6)
+    assert net.head.freeze(choices)[0].in_features == 4 * tiny_encoder.config.hidden_size
+
+
+def test_cosine_of_a_text_with_itself_is_the_scale_plus_the_bias(tiny_encoder):
+    space = get_space(SPACE)
+    data = _pairs(3)
+    same = Encoded(data.input_ids, data.token_type_ids, data.labels, (data.sides[0], data.sides[0]))
+    net = HeadSupernet(tiny_encoder, space, 1).eval()
+    with torch.no_grad():
+        net.head.cosine.weight.fill_(2.5)
+        net.head.cosine.bias.fill_(0.75)
+        out = net(pad_batch(same, np.arange(3), 0, sides=True), {**space.reference(), "pair": "cosine", "pool": "cls"})
+    assert torch.allclose(out, torch.full((3, 1), 3.25), atol=1e-5)
+
+
+@pytest.mark.parametrize("num_labels", [1, 3])
+def test_frozen_heads_of_every_read_compute_what_the_supernet_computes(tiny_encoder, num_labels):
+    """``freeze()`` of every pair and layer read (scalar mix included, its weights moved off their start)
+    is allclose to the supernet path, from token ids and from the cache."""
+    from supernet.train.frozen import EncoderCache
+    space = get_space(SPACE)
+    net = HeadSupernet(tiny_encoder, space, num_labels).eval()
+    with torch.no_grad():
+        net.head.scalar_mix.weights.copy_(torch.linspace(-1, 1, net.head.scalar_mix.weights.numel()))
+    data = _pairs(5)
+    batch = pad_batch(data, np.arange(5), 0, sides=True)
+    cache = EncoderCache.build(tiny_encoder, data, 0, space.needs())
+    seen = set()
+    for choices in _every_read(space, random.Random(0)):
+        frozen = net.freeze(choices).eval()
+        with torch.no_grad():
+            expected = net(batch, choices)
+            assert torch.allclose(frozen(**batch), expected, atol=1e-5), choices
+            assert torch.allclose(frozen(features=cache.features(np.arange(5))), expected, atol=1e-5), choices
+        seen.add(tuple(space.reads(choices)[k] for k in ("layers", "pair")))
+    assert {r for r in seen} >= {(layers, pair) for layers in LAYER_READS for pair in PAIRS}
+
+
+def test_layer_reads_reduce_every_layers_pooled_vectors():
+    """mean4 / max3 / scalar mix over the embeddings and every layer, as their definitions say (five
+    layers, so that the last 4, the last 3 and all of them differ)."""
+    from supernet.nn.encoder import tiny_encoder as make_encoder
+    tiny_encoder = make_encoder(layers=5)
+    space = get_space(SPACE)
+    net = HeadSupernet(tiny_encoder, space, 2).eval()
+    data = _pairs(4)
+    batch = pad_batch(data, np.arange(4), 0)
+    with torch.no_grad():
+        states = encoder_outputs(tiny_encoder, batch, all_layers=True).layers
+        stack = torch.stack([POOLINGS["cls"](h, batch["attention_mask"], None) for h in states], 1)
+        f = net.features(batch, Needs(("cls",), layers=True))
+        for how, want in (("mean4", stack[:, -4:].mean(1)), ("max3", stack[:, -3:].amax(1)),
+                          ("scalar_mix", stack.mean(1))):  # a fresh scalar mix: uniform weights, gamma 1
+            got = net.head.view(f, {"pool": "cls", "layers": how}, tokens=False)
+            assert torch.allclose(got, want, atol=1e-6), how
+    assert len(states) == tiny_encoder.config.num_hidden_layers + 1
+
+
+def test_the_space_reads_by_one_set_of_rules():
+    """``reads`` decides what is read, and canonical, size and BO-HB's conditional space follow it: the
+    pooler has no per-layer form; a token block reads the joint last layer; a cosine head has no MLP."""
+    space = get_space(SPACE)
+    base = {**space.reference(), "pool": "mean", "tok_kind": "conv", "depth": 2}
+    assert space.reads(base)["tokens"]
+    assert not space.reads({**base, "pair": "siamese"})["tokens"]
+    assert not space.reads({**base, "layers": "mean4"})["tokens"]
+    assert space.reads({**base, "pool": "pooler", "layers": "max3"})["layers"] == "last"
+    cosine = space.canonical({**base, "pair": "cosine"})
+    assert cosine["depth"] == space.depth[0] and cosine["tok_kind"] == "none"
+    # size() counts distinct networks: brute force over every canonical head of the front labels
+    fronts = {k: v for k, v in space.labels().items() if not k[-1].isdigit()}
+    distinct = {json.dumps(space.canonical({**space.reference(), **dict(zip(fronts, values)), "depth": 0}),
+                           sort_keys=True)
+                for values in itertools.product(*fronts.values())}
+    mlp = sum(space.per_layer_choices() ** d for d in space.depth)
+    heads = sum(1 if json.loads(d)["pair"] == "cosine" else mlp for d in distinct)
+    assert space.size() == heads
+
+
+def test_bohb_asks_only_what_a_head_reads():
+    import optuna
+
+    from retrain.bohb import suggest_choices
+    space = get_space(SPACE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(60):
+        trial = study.ask()
+        choices = suggest_choices(trial, space)
+        assert space.canonical(choices) == choices
+        reads = space.reads(choices)
+        asked = set(trial.params)
+        assert ("layers" in asked) == (choices["pool"] != "pooler")
+        assert ("tok_kind" in asked) == (reads["pair"] == "joint" and reads["layers"] == "last"
+                                         and choices["pool"] != "pooler")
+        assert ("width_0" in asked) == (reads["mlp"] and choices["depth"] > 0)
+        study.tell(trial, 0.0)
+
+
+def test_auto_picks_the_space_per_task_and_a_pair_space_needs_two_texts():
+    from supernet.core.errors import InputError
+    assert resolve_space("auto", 2) == "pairs" and resolve_space("auto", 1) == "heads"
+    assert get_space("pairs").size() > get_space("heads").size() > get_space("paper").size()
+    with pytest.raises(InputError, match="searches how a sentence pair is read, and the task has 1 text column"):
+        resolve_space("pairs", 1)
+    with pytest.raises(InputError, match="backbone parts go with a head preset"):
+        get_space("heads+ffn@2")
+
+
+def test_predict_reads_a_pair_csv_with_a_siamese_head(tmp_path, tiny_model_dir):
+    """A siamese head retrained on a pair CSV, saved, and asked for predictions on another pair CSV: its
+    ``model.pt`` encodes each text alone, as it was trained."""
+    from retrain.predict import main as predict_main
+    from supernet.nn.arch import Architecture
+    space = get_space(SPACE)
+    rows = "".join(f"a text {i},another text {i % 3},{i % 2}\n" for i in range(40))
+    for name in ("train", "dev", "new"):
+        (tmp_path / f"{name}.csv").write_text("s1,s2,label\n" + rows)
+    arch = Architecture(SPACE, space.canonical({**space.reference(), "pair": "siamese", "pool": "mean", "depth": 1}),
+                        encoder=tiny_model_dir.name, task="custom")
+    arch.save(tmp_path / "arch.json")
+    from retrain.cli import main as retrain_main
+    out = tmp_path / "out"
+    assert retrain_main([str(tmp_path / "arch.json"), "--model", str(tiny_model_dir), "--train-file",
+                         str(tmp_path / "train.csv"), "--dev-file", str(tmp_path / "dev.csv"), "--text-columns", "s1,s2",
+                         "--max-steps", "2", "--batch-size", "8", "--seeds", "1", "--output-dir", str(out)]) == 0
+    assert predict_main([str(out / "arch"), "--input", str(tmp_path / "new.csv"),
+                         "--output", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert len(lines) == 41 and lines[0].startswith("row,s1,s2,prediction")
+    from supernet import load_model
+    model = load_model(out / "arch" / "model.pt")
+    assert model.pair == "siamese" and model.needs.sides
+    assert model.predict([("a text 1", "another text 1")]) in ([0], [1], ["0"], ["1"])
