@@ -20,6 +20,8 @@ stage resumes, and a resume with other settings than the stored ones is refused.
 """
 from __future__ import annotations
 
+import functools
+import operator
 import os
 import random
 import statistics
@@ -32,16 +34,19 @@ from strategies.config import SearchConfig
 from strategies.pipeline import SearchJob, SearchResult, run_search
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
-from supernet.core.files import atomic_write_json, atomic_write_text, claim_output_dir
+from supernet.core.files import atomic_write_json, atomic_write_text, claim_output_dir, read_json
 from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData, load_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, load_tokenizer
+from supernet.nn.reading import Needs
 from supernet.nn.space import check_space_name, get_space, names_backbone_choices, resolve_space, space_arg
+from supernet.train.frozen import EncoderCache, frozen_caches
 from supernet.train.supernet import RUN_CONFIG, TrainConfig
 
+from . import baselines
 from .bohb import BOHBConfig, run_bohb
-from .run import RetrainConfig, RetrainPlan, retrain_heads
+from .run import RetrainConfig, RetrainPlan, retrain_heads, summarize
 
 LINEAR_HEADS = {"linear": "pooler", "linear_mean": "mean"}  # arm -> pooling of a single linear layer
 
@@ -134,12 +139,15 @@ def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str) -> 
     stronger linear head."""
     per_seed = {name: {s: r["metrics"][metric] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
     summary = {name: h["summary"][metric] for name, h in results["heads"].items()}
-    base = max(LINEAR_HEADS, key=lambda n: summary[n]["mean"])
+    linear = [n for n in (*LINEAR_HEADS, "linear_probe") if n in summary]  # the converged probe, where fitted
+    base = max(linear, key=lambda n: summary[n]["mean"])
     rows = {name: {"mean": summary[name]["mean"], "std": summary[name]["std"], "per_seed": per_seed[name],
                    "head_parameters": results["heads"][name]["head_parameters"],
                    "architecture": results["heads"][name]["architecture"]["choices"],
                    "search": costs.get(name, {"seconds": 0.0, "cpu_seconds": 0.0}),
-                   "vs_linear": paired(per_seed[name], per_seed[base]) if name != base else None}
+                   "vs_linear": paired(per_seed[name], per_seed[base]) if name != base else None,
+                   # against each linear head too: which one is "the best" is read off the report split
+                   "vs_each_linear": {n: paired(per_seed[name], per_seed[n]) for n in linear if n != name}}
             for name in results["heads"]}
     ws, bo = costs["weight_sharing"]["cpu_seconds"], costs["bo_hyperband"]["cpu_seconds"]
     return {"metric": metric, "baseline": base, "rows": rows,
@@ -229,6 +237,38 @@ def search_arms(cmp, bohb, task, data, encoder, ft, out) -> Arms:
     return arms
 
 
+def frozen_splits(task: TaskData, encoder: EncoderConfig, heads: list[tuple[str, Architecture]], device: str
+                  ) -> dict[str, EncoderCache]:
+    """The frozen encoder's outputs on train and dev (what every head and baseline reads), and the fit and
+    selection rows' share of them (a --val-file's rows encoded on their own)."""
+    needs = functools.reduce(operator.or_, (a.search_space.needs([a.choices]) for _, a in heads),
+                             Needs(("mean",), sides=task.train.sides is not None))
+    model = encoder.load()
+    train, dev = frozen_caches(model, (task.train, task.dev), task.pad_id, needs, device)
+    if task.fit_rows is None:
+        return {"train": train, "dev": dev, "fit": train,
+                "val": frozen_caches(model, (task.val,), task.pad_id, needs, device)[0]}
+    return {"train": train, "dev": dev, "fit": train.subset(task.fit_rows), "val": train.subset(task.val_rows)}
+
+
+def add_fitted_baselines(results: dict[str, Any], task: TaskData, caches: dict[str, EncoderCache],
+                         seeds: tuple[int, ...], out: Path) -> None:
+    """The converged linear probe and (pair tasks) the zero-parameter cosine, as arms of ``results``:
+    deterministic, so every report seed has the same score. Kept in ``out`` (a resume reuses them)."""
+    for name, fit in (("linear_probe", baselines.linear_probe), ("cosine", baselines.cosine)):
+        path = out / f"{name}.json"
+        r = read_json(path, "a fitted baseline") if path.is_file() else fit(task, caches)
+        if r is None:
+            continue
+        atomic_write_json(path, r)
+        choices = {"pool": baselines.POOL, "fit": "L-BFGS to convergence", "l2": r["l2"]} if "l2" in r else \
+            {"pool": baselines.POOL, "pair": "cosine", "threshold": r["threshold"]}
+        results["heads"][name] = {"architecture": {"space": "baseline", "choices": choices},
+                                  "head_parameters": r["parameters"], "init": "fitted on frozen outputs",
+                                  "seeds": {str(s): {"metrics": r["metrics"]} for s in seeds},
+                                  "summary": summarize({s: r["metrics"] for s in seeds}), "fitted": r}
+
+
 def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig,
                 output_dir: str | None, overwrite: bool, resume: bool) -> dict[str, Any]:
     """``python -m retrain.compare``: the arms, their retrains, and the report."""
@@ -246,8 +286,14 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
                            overwrite, "a comparison", "--resume continues it", keep=resume)
     print(f"output directory: {out}", flush=True)
     arms = search_arms(cmp, bohb, task, data, encoder, ft, out)
+    plan = RetrainPlan(task, ft, encoder, data, configs=arms.configs)
+    caches = frozen_splits(task, encoder, arms.heads, ft.device) if ft.freeze_encoder else None
+    if caches:  # the encoder's outputs once, for every retrain and for the baselines fitted on them
+        plan = replace(plan, caches=(caches["train"], caches["dev"]))
     # every head with the same loop, budget and report seeds (BO-HB's lr variant with its own learning rate)
-    results = retrain_heads(arms.heads, RetrainPlan(task, ft, encoder, data, configs=arms.configs), out / "retrain")
+    results = retrain_heads(arms.heads, plan, out / "retrain")
+    if caches:
+        add_fitted_baselines(results, task, caches, ft.seeds, out / "baselines")
     result = {**comparison(results, arms.costs, task.spec.main_metric),
               "protocol": _protocol(cmp, data, task, ft, arms.ws),
               "random_subnets_inherited": arms.ws.summary["random_subnets"],

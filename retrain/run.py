@@ -35,7 +35,7 @@ from supernet.nn.saved import (
 )
 from supernet.scoring.candidates import evaluate
 from supernet.scoring.cost import model_costs
-from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches
+from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches, warm_up_heads
 from supernet.train.loop import (
     EpochBatches,
     FineTuneConfig,
@@ -94,6 +94,11 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     if cfg.freeze_encoder:
         caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
     distributed.check_batch(cfg.batch_size)
+    warm = {"seconds": 0.0, "cpu_seconds": 0.0}
+    if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
+        labels = lambda rows: torch.from_numpy(train.labels[rows]).to(device)
+        warm = warm_up_heads(model, train, pad_id, model.needs, cfg, seed,
+                             lambda step, rows, f: loss_fn(spec, model(features=f), labels(rows)), f"{desc} head warm-up")
     trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
     total = cfg.total_steps(len(train))
     optimizer, scheduler = make_optimizer(model, cfg, total)
@@ -118,7 +123,8 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
                 eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
     progress = loop.run(train_step, progress, score, on_eval)
     return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
-            "steps": total, "seconds": progress.seconds, "cpu_seconds": progress.cpu_seconds}
+            "steps": total, "seconds": progress.seconds + warm["seconds"],
+            "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"], "head_warmup": warm}
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:

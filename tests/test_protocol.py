@@ -128,7 +128,11 @@ def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
                          "--seeds", "1,2", "--search-trials", "4", "--bohb-trials", "3", "--bohb-startup", "1",
                          "--freeze-encoder", "--output-dir", str(out)]) == 0
     cmp = json.loads((out / "compare.json").read_text())
-    assert list(cmp["rows"]) == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head"]
+    assert list(cmp["rows"]) == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head",
+                                 "linear_probe", "cosine"]
+    fitted = {n: cmp["rows"][n] for n in ("linear_probe", "cosine")}  # deterministic: one score for every seed
+    assert all(len(set(r["per_seed"].values())) == 1 and r["std"] == 0 for r in fitted.values())
+    assert fitted["cosine"]["head_parameters"] == 0 and fitted["linear_probe"]["architecture"]["l2"] > 0
     p = cmp["protocol"]
     assert p["selection_seed"] == 0 and p["report_seeds"] == [1, 2] and p["regime"] == "frozen encoder"
     assert "validation" in p["selection_split"] and "official dev set (32 rows)" == p["report_split"]

@@ -186,3 +186,57 @@ def test_predict_reads_a_pair_csv_with_a_siamese_head(tmp_path, tiny_model_dir):
     model = load_model(out / "arch" / "model.pt")
     assert model.pair == "siamese" and model.needs.sides
     assert model.predict([("a text 1", "another text 1")]) in ([0], [1], ["0"], ["1"])
+
+
+def test_lp_ft_warms_the_head_on_the_frozen_encoder_first(tiny_encoder, monkeypatch):
+    """``--head-warmup-epochs``: the head trains on cached outputs of the untouched encoder, then the
+    whole model fine-tunes; a seed resumed from a checkpoint (which holds the warmed head) skips it."""
+    import retrain.run as run
+    from retrain.run import RetrainConfig, fine_tune
+    from supernet.data.tasks import get_task
+    from supernet.nn.arch import Architecture
+    from supernet.nn.model import build_model
+    from supernet.train.frozen import warm_up_heads
+    space = get_space(SPACE)
+    arch = Architecture(SPACE, space.canonical({**space.reference(), "pair": "siamese", "pool": "mean", "depth": 1}))
+    model = build_model(arch, tiny_encoder, 2)
+    data = _pairs(24)
+    cfg = RetrainConfig(max_steps=2, batch_size=8, seeds=(1,), head_warmup_epochs=2.0, lr_head=1e-2)
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    head_before = [p.clone() for p in model.head.parameters()]
+    seen = []
+
+    def spy(m, *args, **kwargs):
+        out = warm_up_heads(m, *args, **kwargs)
+        seen.append((all(torch.equal(encoder_before[k], v) for k, v in m.encoder.state_dict().items()),
+                     any(not torch.equal(a, b) for a, b in zip(head_before, m.head.parameters()))))
+        return out
+    monkeypatch.setattr(run, "warm_up_heads", spy)
+    r = fine_tune(model, get_task("mrpc"), data, data, 0, cfg, 1, None)
+    assert seen == [(True, True)]  # after the warm-up: encoder as pretrained, head trained
+    assert any(not torch.equal(encoder_before[k], v) for k, v in model.encoder.state_dict().items())
+    assert r["head_warmup"]["cpu_seconds"] > 0 and r["cpu_seconds"] >= r["head_warmup"]["cpu_seconds"]
+
+
+def test_lp_ft_is_refused_where_it_means_nothing():
+    from retrain.run import RetrainConfig
+    from supernet.core.errors import InputError
+    with pytest.raises(InputError, match="with --freeze-encoder there is no fine-tuning after it"):
+        RetrainConfig(freeze_encoder=True, head_warmup_epochs=1.0)
+
+
+def test_lp_ft_warms_every_supernet_head_first(tiny_encoder, tmp_path, monkeypatch):
+    import supernet.train.supernet as T
+    from supernet.data.tasks import get_task
+    space = get_space(SPACE)
+    net = HeadSupernet(tiny_encoder, space, 2)
+    data = _pairs(24)
+    calls = []
+    real = T.warm_up_heads
+    monkeypatch.setattr(T, "warm_up_heads", lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    cfg = T.TrainConfig(space=SPACE, max_steps=2, batch_size=8, heads_per_step=2, head_warmup_epochs=1.0,
+                        eval_every=2)
+    stats = T.train_supernet(net, get_task("mrpc"), data, data, 0, cfg, tmp_path)
+    assert calls == [space.needs()] and stats["cpu_seconds"] > 0
+    T.train_supernet(net, get_task("mrpc"), data, data, 0, cfg, tmp_path, resume=True)  # the checkpoint: no again
+    assert len(calls) == 1

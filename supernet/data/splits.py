@@ -27,6 +27,9 @@ class TaskData:
     val: Encoded
     dev: Encoded
     pad_id: int
+    # where fit and val lie in train (None: the selection split is a --val-file of its own)
+    fit_rows: np.ndarray | None = None
+    val_rows: np.ndarray | None = None
 
 
 def carve_validation(labels: np.ndarray, fraction: float, regression: bool, seed: int = VAL_SEED
@@ -77,12 +80,13 @@ def load_task(cfg: DataConfig, tokenizer) -> TaskData:
     train = tok(splits[TRAIN])
     dev = tok(_extra_split(cfg.test_file, spec, cfg).head(cfg.max_eval_samples) if cfg.test_file
               else splits[dev_split])
+    rows = (None, None)
     if cfg.val_file:
         fit, val = train, tok(_extra_split(cfg.val_file, spec, cfg))
     else:
         rows = carve_validation(train.labels, cfg.val_fraction, spec.is_regression)
         fit, val = train.subset(rows[0]), train.subset(rows[1])
-    task = TaskData(spec, train, fit, val, dev, tokenizer.pad_token_id or 0)
+    task = TaskData(spec, train, fit, val, dev, tokenizer.pad_token_id or 0, *rows)
     warn_small_selection(len(val))
     check_roles(task, cfg)
     return task

@@ -19,6 +19,8 @@ token states, every layer's poolings, a pair's texts encoded apart.
 """
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import replace
 from typing import Any, Callable, Mapping
 
@@ -31,6 +33,7 @@ from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
 from supernet.nn.encoder import encoder_outputs
 from supernet.nn.reading import EncodeFn, Features, Needs, pooled_view
+from supernet.train.loop import EpochBatches, Loop, Progress, make_optimizer, steps_per_epoch
 
 BATCH = 128  # rows per encoder forward while caching, and per head forward in ``outputs``
 
@@ -120,6 +123,16 @@ class EncoderCache:
         hidden = self.tokens[index] * mask[..., None]                                       # (B, T, H)
         return Features(pooled, hidden.to(device), mask.to(device), layered, sides)
 
+    def subset(self, rows: np.ndarray) -> "EncoderCache":
+        """The cache of ``rows`` only (e.g. the fit and selection rows of a training split's cache)."""
+        rows = np.asarray(rows, np.int64)
+        tokens = None
+        if self.tokens is not None:
+            tokens = torch.cat([self.tokens[o:o + n] for o, n in zip(self.offsets[rows], self.lengths[rows])])
+        layered = {k: v[rows] for k, v in self.layered.items()} if self.layered else None
+        sides = tuple(side.subset(rows) for side in self.sides) if self.sides else None
+        return EncoderCache({k: v[rows] for k, v in self.pooled.items()}, tokens, self.lengths[rows], layered, sides)
+
     def batches(self, batch_size: int = BATCH, device: str | torch.device = "cpu"):
         """(rows, Features) over every row, in order."""
         for start in range(0, self.rows, batch_size):
@@ -167,6 +180,27 @@ def supernet_cache(supernet: nn.Module, data: Encoded, pad_id: int, device: str 
     holding what its space's heads read."""
     return EncoderCache.build(lambda batch, all_layers: supernet.encode(batch, choices, all_layers), data, pad_id,
                               supernet.space.needs(), device, modules=(supernet,))
+
+
+def warm_up_heads(model: nn.Module, data: Encoded, pad_id: int, needs: Needs, cfg: Any, seed: int,
+                  loss: Callable[[int, np.ndarray, Features], torch.Tensor], desc: str = "head warm-up"
+                  ) -> dict[str, float]:
+    """LP-FT's linear-probe stage: ``model``'s head(s) train ``cfg.head_warmup_epochs`` epochs on the
+    frozen encoder's outputs over ``data`` (cached once), through the one loop, with the encoder left
+    out of the optimizer; ``loss(step, rows, features)`` is a step's loss. Returns its wall and CPU seconds."""
+    t0, cpu0 = time.time(), time.process_time()
+    cache = EncoderCache.build(model.encoder, data, pad_id, needs, cfg.device)
+    head_only = replace(cfg, freeze_encoder=True, head_warmup_epochs=0.0)
+    total = max(1, math.ceil(cfg.head_warmup_epochs * steps_per_epoch(len(data), cfg.batch_size)))
+    optimizer, scheduler = make_optimizer(model, head_only, total)
+    batches = EpochBatches(data, cfg.batch_size, seed + 7)  # not the fine-tune's order: a stage of its own
+
+    def step(s: int) -> torch.Tensor:
+        rows = batches(s)
+        with cfg.autocast():
+            return loss(s, rows, cache.features(rows, cfg.device))
+    Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc).run(step, Progress())
+    return {"seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}
 
 
 def evaluate_cached(model: nn.Module, cache: EncoderCache, labels: np.ndarray, spec: TaskSpec) -> dict[str, float]:

@@ -55,6 +55,9 @@ class FineTuneConfig(Config):
     checkpoint_every: int = arg(100, "steps between checkpoints (--resume continues from the last)")
     freeze_encoder: bool = arg(False, "train heads only: the encoder stays as pretrained, and its outputs on the "
                                       "training rows are computed once (the sentence-embedding regime)")
+    head_warmup_epochs: float = arg(0.0, "LP-FT (Kumar et al. 2022): first train the head(s) this many epochs on the "
+                                         "frozen encoder's cached outputs, then fine-tune everything; 0: off",
+                                    metavar="EPOCHS")
 
     def __post_init__(self):
         if self.epochs <= 0 and not self.max_steps:
@@ -77,6 +80,11 @@ class FineTuneConfig(Config):
         if not self.weight_decay >= 0:
             raise InputError(f"--weight-decay must be >= 0, got {self.weight_decay}")
         check_device(self.device)
+        if not self.head_warmup_epochs >= 0:
+            raise InputError(f"--head-warmup-epochs must be >= 0, got {self.head_warmup_epochs}")
+        if self.head_warmup_epochs and self.freeze_encoder:  # the head trains on the frozen encoder anyway
+            raise InputError("--head-warmup-epochs warms a head up before the encoder is fine-tuned; with "
+                             "--freeze-encoder there is no fine-tuning after it: drop one of them")
 
     def total_steps(self, rows: int) -> int:
         return self.max_steps or math.ceil(self.epochs * steps_per_epoch(rows, self.batch_size))

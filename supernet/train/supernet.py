@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -27,7 +28,7 @@ from supernet.nn.reading import Features
 from supernet.nn.space import SearchSpace, bind_space, check_space_name, names_backbone_choices, space_arg
 from supernet.nn.supernet import HeadSupernet
 from supernet.nn.tokens import TOKEN_LABELS
-from supernet.train.frozen import EncoderCache, apply_regime, score_heads, supernet_cache
+from supernet.train.frozen import EncoderCache, apply_regime, score_heads, supernet_cache, warm_up_heads
 from supernet.train.loop import (
     EpochBatches,
     FineTuneConfig,
@@ -160,6 +161,19 @@ def distill_loss(spec: TaskSpec, student: torch.Tensor, teacher: torch.Tensor) -
                     reduction="batchmean")
 
 
+def warm_up_supernet_heads(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int,
+                           cfg: TrainConfig) -> dict[str, float]:
+    """LP-FT's first stage for the supernet: its heads, sampled as the training steps sample them (at
+    other steps' draws), train on the frozen encoder's outputs before the encoder is fine-tuned."""
+    step_loss = StepLoss(supernet, spec, cfg.distill)
+
+    def loss(step: int, rows: np.ndarray, features: Features) -> torch.Tensor:
+        archs = step_architectures(supernet.space, arch_rng(cfg.seed + 1, step), cfg.heads_per_step,
+                                   sampling=cfg.sampling)
+        return step_loss({"labels": torch.from_numpy(train.labels[rows]).to(cfg.device)}, archs, features)
+    return warm_up_heads(supernet, train, pad_id, supernet.space.needs(), cfg, cfg.seed, loss, "supernet head warm-up")
+
+
 def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
                    cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
@@ -172,6 +186,9 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
+    if cfg.head_warmup_epochs and not (resume and (run_dir / CHECKPOINT).is_file()):  # LP-FT for every head
+        caching = tuple(c + w for c, w in zip(caching, warm_up_supernet_heads(supernet, spec, train, pad_id,
+                                                                                  cfg).values()))
     model = distributed.wrap(StepLoss(supernet, spec, cfg.distill))  # itself when not under torchrun
     total = cfg.total_steps(len(train))
     optimizer, scheduler = make_optimizer(supernet, cfg, total)

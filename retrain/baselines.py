@@ -1,0 +1,105 @@
+"""Baselines that are not fine-tuned for a budget, in the frozen-encoder regime: a linear probe fitted to
+convergence, and a sentence pair's cosine similarity.
+
+- ``linear_probe``: mean pooling + one linear layer (the sentence-transformers convention), fitted by
+  full-batch L-BFGS until its gradient vanishes, its L2 strength chosen on the selection split from a
+  grid, then refitted on every training row; what a converged logistic (or ridge) regression on the
+  embeddings gives. A searched head that only beats a linear head trained for a few epochs has not
+  beaten the linear head (issue #30).
+- ``cosine``: cos(u, v) of the two texts encoded apart, mean-pooled, with no trained parameter: the
+  score for a regression task (STS-B: Pearson is blind to scale and offset), and for a binary task
+  "positive above a threshold", the threshold chosen on the training rows.
+
+Both are deterministic: every report seed gets the same score (a std of 0).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from supernet.core.metrics import compute_metrics
+from supernet.data.splits import TaskData
+from supernet.train.frozen import EncoderCache
+
+L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-row mean loss + l2 * |W|^2, on standardised features
+POOL = "mean"
+
+
+def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 1000) -> torch.nn.Linear:
+    """A linear layer fitted to convergence: cross-entropy (or squared error for ``classes == 1``) plus
+    ``l2 * |W|^2``, full-batch L-BFGS with a strong-Wolfe line search, from zeros (deterministic)."""
+    linear = torch.nn.Linear(x.shape[1], classes).double()
+    torch.nn.init.zeros_(linear.weight)
+    torch.nn.init.zeros_(linear.bias)
+    x = x.double()
+    target = y.double() if classes == 1 else y.long()
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
+                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        out = linear(x)
+        loss = (F.mse_loss(out.squeeze(-1), target) if classes == 1 else F.cross_entropy(out, target))
+        loss = loss + l2 * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return linear.float()
+
+
+def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
+    return [(t - mean) / std for t in (train, *others)]
+
+
+def _metrics(task: TaskData, outputs: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
+    return compute_metrics(task.spec.metrics, outputs.detach().numpy(), labels)
+
+
+def linear_probe(task: TaskData, caches: dict[str, EncoderCache]) -> dict[str, Any]:
+    """The converged linear probe (module docstring): the L2 strength by the selection split, then a
+    refit on every training row, reported on the dev split. ``caches``: fit, val, train and dev."""
+    t0, cpu0 = time.time(), time.process_time()
+    classes = task.spec.num_labels
+    y = lambda labels: torch.from_numpy(np.asarray(labels))
+    fit_x, val_x = _standardise(caches["fit"].pooled[POOL], caches["val"].pooled[POOL])
+    selection = {}
+    for l2 in L2_GRID:
+        head = fit_linear(fit_x, y(task.fit.labels), classes, l2)
+        selection[l2] = _metrics(task, head(val_x), task.val.labels)[task.spec.main_metric]
+    best = max(L2_GRID, key=lambda l2: (selection[l2], l2))  # ties: the stronger penalty
+    train_x, dev_x = _standardise(caches["train"].pooled[POOL], caches["dev"].pooled[POOL])
+    head = fit_linear(train_x, y(task.train.labels), classes, best)
+    return {"metrics": _metrics(task, head(dev_x), task.dev.labels), "l2": best,
+            "selection": {str(k): v for k, v in selection.items()}, "parameters": sum(p.numel() for p in
+                                                                                       head.parameters()),
+            "seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}
+
+
+def cosine(task: TaskData, caches: dict[str, EncoderCache]) -> dict[str, Any] | None:
+    """The zero-parameter cosine of a pair task (None for one text column or more than two classes)."""
+    train, dev = caches["train"], caches["dev"]
+    if dev.sides is None or task.spec.num_labels > 2:
+        return None
+    t0, cpu0 = time.time(), time.process_time()
+    cos = lambda c: F.cosine_similarity(c.sides[0].pooled[POOL], c.sides[1].pooled[POOL], dim=-1)
+    out: dict[str, Any] = {"threshold": None}
+    if task.spec.is_regression:
+        outputs = cos(dev)[:, None]
+    else:  # positive above a threshold chosen on the training rows (the report split is never read)
+        train_cos, labels = cos(train), task.train.labels
+        candidates = torch.quantile(train_cos, torch.linspace(0.01, 0.99, 99))
+        score = lambda t: _metrics(task, _two_class(train_cos, t), labels)[task.spec.main_metric]
+        out["threshold"] = float(max(candidates.tolist(), key=score))
+        outputs = _two_class(cos(dev), out["threshold"])
+    return {**out, "metrics": _metrics(task, outputs, task.dev.labels), "parameters": 0,
+            "seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}
+
+
+def _two_class(cos: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Logits whose argmax is class 1 where the cosine is above ``threshold``."""
+    return torch.stack([torch.zeros_like(cos), cos - threshold], -1)

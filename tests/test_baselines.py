@@ -1,0 +1,73 @@
+"""The fitted baselines of a frozen comparison: a linear probe fitted to convergence, and a pair's cosine."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retrain.baselines import cosine, fit_linear, linear_probe
+from supernet.data.encoded import Encoded
+from supernet.data.splits import TaskData
+from supernet.data.tasks import get_task
+from supernet.train.frozen import EncoderCache
+
+
+def test_the_linear_probe_is_fitted_to_convergence():
+    """Ridge regression has a closed form: L-BFGS reaches it (a few epochs of Adam would not)."""
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(200, 6, generator=g), torch.randn(6, generator=g)
+    y = x @ w + 0.1 * torch.randn(200, generator=g)
+    l2 = 1e-2
+    fitted = fit_linear(x, y, 1, l2)
+    xc, yc = x - x.mean(0), y - y.mean()  # the bias is not penalised: centre, then solve
+    exact = torch.linalg.solve(xc.T @ xc / 200 + l2 * torch.eye(6), xc.T @ yc / 200)
+    assert torch.allclose(fitted.weight.squeeze(0), exact, atol=1e-4)
+
+
+def _task(n_fit=60, n_val=20, n_dev=30, seed=0, regression=False):
+    rng = np.random.default_rng(seed)
+    spec = get_task("stsb" if regression else "mrpc")
+    enc = lambda labels: Encoded([np.array([101, 102])] * len(labels), [np.zeros(2, np.int8)] * len(labels), labels)
+    make = lambda n: rng.uniform(0, 5, n).astype(np.float32) if regression else (np.arange(n) % 2)
+    fit, val, dev = make(n_fit), make(n_val), make(n_dev)
+    train = np.concatenate([fit, val])
+    rows = np.arange(n_fit + n_val)
+    return TaskData(spec, enc(train), enc(fit), enc(val), enc(dev), 0, rows[:n_fit], rows[n_fit:])
+
+
+def _caches(task, signal=1.0, seed=0):
+    g = torch.Generator().manual_seed(seed)
+
+    def cache(labels):
+        y = torch.as_tensor(labels, dtype=torch.float32)
+        u = torch.randn(len(y), 8, generator=g)
+        v = u + (1.0 / (1 + signal * y))[:, None] * torch.randn(len(y), 8, generator=g)  # similar when y is high
+        side = lambda t: EncoderCache.of({"mean": t})
+        c = EncoderCache.of({"mean": torch.cat([u[:, :4] + signal * y[:, None], v[:, 4:]], 1)})
+        c.sides = (side(u), side(v))
+        return c
+    train, dev = cache(task.train.labels), cache(task.dev.labels)
+    return {"train": train, "dev": dev, "fit": train.subset(task.fit_rows), "val": train.subset(task.val_rows)}
+
+
+def test_the_probe_selects_on_the_selection_split_and_the_cosine_on_training_rows():
+    """The report labels decide nothing: corrupted, the chosen L2 strength and threshold stay."""
+    task = _task()
+    caches = _caches(task)
+    probe, cos = linear_probe(task, caches), cosine(task, caches)
+    assert probe["metrics"]["accuracy"] >= 0.8 and probe["l2"] in [float(k) for k in probe["selection"]]
+    corrupt = TaskData(task.spec, task.train, task.fit, task.val,
+                       Encoded(task.dev.input_ids, task.dev.token_type_ids, 1 - task.dev.labels), 0,
+                       task.fit_rows, task.val_rows)
+    assert linear_probe(corrupt, caches)["l2"] == probe["l2"] and cosine(corrupt, caches)["threshold"] == cos["threshold"]
+    assert cos["parameters"] == 0
+
+
+def test_the_cosine_of_a_regression_task_is_the_score_itself():
+    task = _task(regression=True)
+    caches = _caches(task, signal=2.0)
+    r = cosine(task, caches)
+    u, v = (s.pooled["mean"] for s in caches["dev"].sides)
+    expected = np.corrcoef(torch.nn.functional.cosine_similarity(u, v).numpy(), task.dev.labels)[0, 1]
+    assert r["threshold"] is None and r["metrics"]["pearson"] == pytest.approx(expected, abs=1e-6)
+    assert cosine(_task(), {**caches, "dev": EncoderCache.of({"mean": torch.zeros(3, 8)})}) is None  # one text
