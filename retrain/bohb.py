@@ -48,10 +48,11 @@ from supernet.data.splits import TaskData
 from supernet.nn.arch import Architecture
 from supernet.nn.space import LAYER_KINDS, SearchSpace, layer_label
 from supernet.nn.tokens import TOKEN_KINDS
+from supernet.train.finetune import fine_tune
 from supernet.train.frozen import frozen_caches
 from supernet.train.loop import steps_per_epoch
 
-from .run import RetrainConfig, fine_tune
+from .run import RetrainConfig
 
 STUDY = "study.db"
 LR_RANGE = (1e-5, 1e-4)  # the paper's learning-rate range (log-uniform), with --bohb-search-lr

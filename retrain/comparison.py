@@ -30,7 +30,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from strategies.config import SearchConfig
+from strategies.config import PickConfig, SearchConfig
+from strategies.pick import PickPlan, safe_pick
 from strategies.pipeline import SearchJob, SearchResult, run_search
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
@@ -77,7 +78,8 @@ class CompareConfig(Config):
             raise InputError(f"--selection-seed must be >= 0, got {self.selection_seed}")
 
 
-def search_job(cmp: CompareConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig) -> SearchJob:
+def search_job(cmp: CompareConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig,
+               pick: PickConfig = PickConfig()) -> SearchJob:
     """The weight-sharing search: our supernet training with the shared fine-tuning budget, then
     evolution in-process, both at the selection seed."""
     budget = {}  # default: one retrain's budget (--epochs / --max-steps), as every shared setting is
@@ -86,7 +88,7 @@ def search_job(cmp: CompareConfig, data: DataConfig, encoder: EncoderConfig, ft:
     train = TrainConfig.from_fine_tune(ft, space=cmp.space, seed=cmp.selection_seed, **budget)
     search = SearchConfig(strategy="evolution", trials=cmp.search_trials, webui=False,
                           random_baseline=cmp.search_trials)
-    return SearchJob(encoder=encoder, data=data, train=train, search=search)
+    return SearchJob(encoder=encoder, data=data, train=train, search=search, pick=pick)
 
 
 def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
@@ -94,7 +96,7 @@ def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
     if not (out / RUN_CONFIG).is_file():
         return run_search(job, out)
     stored = SearchJob.load(out)
-    diffs = [d for part in ("encoder", "data", "train", "search") for d in
+    diffs = [d for part in ("encoder", "data", "train", "search", "pick") for d in
              getattr(stored, part).differences(getattr(job, part), ("device",))]
     if diffs:
         raise InputError(f"{out} holds a search made with other settings ({'; '.join(diffs)}); "
@@ -217,11 +219,15 @@ class Arms:
     ws: SearchResult
 
 
-def search_arms(cmp, bohb, task, data, encoder, ft, out) -> Arms:
-    ws = weight_sharing_search(search_job(cmp, data, encoder, ft), out / "weight_sharing")
+def search_arms(cmp, bohb, task, data, encoder, ft, out, pick: PickConfig = PickConfig()) -> Arms:
+    ws = weight_sharing_search(search_job(cmp, data, encoder, ft, pick), out / "weight_sharing")
     heads = [(name, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
              for name, pool in LINEAR_HEADS.items()]
     heads.append(("weight_sharing", ws.best))
+    top1 = Architecture(ws.best.space, ws.summary["search_best_choices"], encoder=encoder.name, task=task.spec.name,
+                        labels=task.spec.label_names)
+    if top1.key() != ws.best.key():  # the safe pick returned another head: show the supernet's own top-1 too
+        heads.append(("weight_sharing_top1", top1))
     # charged up to its chosen head, as BO-HB is for its trials; its report stage (13-40 % of the total in
     # our runs) is work BO-HB does not do: recorded apart, not charged
     arms = Arms(heads, {}, {"weight_sharing": ws.cost_to_head()}, ws)
@@ -233,8 +239,30 @@ def search_arms(cmp, bohb, task, data, encoder, ft, out) -> Arms:
         arms.heads.append((name, arch))
         if cfg != ft:
             arms.configs[name] = cfg
+    if pick.pick == "safe":  # BO-HB's best through the same rule, against the same incumbents: a fair arm
+        arch, decision = bo_hyperband_safe(arms.heads[-1][1], task, encoder, ft, pick, cmp.selection_seed,
+                                           out / "bo_hyperband_safe")
+        arms.heads.append(("bo_hyperband_safe", arch))
+        arms.costs["bo_hyperband_safe"] = {k: arms.costs["bo_hyperband"][k] + decision[k]
+                                           for k in ("seconds", "cpu_seconds")}
     arms.heads.append(("random_head", random_head(cmp.space, cmp.selection_seed, task, encoder)))
     return arms
+
+
+def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig, ft: RetrainConfig,
+                      pick: PickConfig, seed: int, out: Path) -> tuple[Architecture, dict[str, Any]]:
+    """BO-HB's best head, kept only if it beats the incumbents by the safe rule (resumable: pick.json)."""
+    path = out / "pick.json"
+    if path.is_file():
+        stored = read_json(path, "a finished pick")
+        return Architecture.from_dict(stored["architecture"]), stored["decision"]
+    plan = PickPlan(task, replace(ft, seeds=(seed,)), encoder, seed, pick.folds)
+    decision, arch = safe_pick(plan, best.search_space, [best], 1, {"encoder": best.encoder, "task": best.task,
+                                                                     "labels": best.labels})
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"architecture": arch.to_dict(), "decision": decision})
+    print(f"BO-HB, safe pick: {decision['line']}", flush=True)
+    return arch, decision
 
 
 def frozen_splits(task: TaskData, encoder: EncoderConfig, heads: list[tuple[str, Architecture]], device: str
@@ -270,7 +298,8 @@ def add_fitted_baselines(results: dict[str, Any], task: TaskData, caches: dict[s
 
 
 def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder: EncoderConfig, ft: RetrainConfig,
-                output_dir: str | None, overwrite: bool, resume: bool) -> dict[str, Any]:
+                output_dir: str | None, overwrite: bool, resume: bool, pick: PickConfig = PickConfig()
+                ) -> dict[str, Any]:
     """``python -m retrain.compare``: the arms, their retrains, and the report."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # each rank would run its own Optuna study and suggest other heads: DDP steps would not match
@@ -285,7 +314,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
     out = claim_output_dir(Path(output_dir or f"logs/compare-{task.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}"),
                            overwrite, "a comparison", "--resume continues it", keep=resume)
     print(f"output directory: {out}", flush=True)
-    arms = search_arms(cmp, bohb, task, data, encoder, ft, out)
+    arms = search_arms(cmp, bohb, task, data, encoder, ft, out, pick)
     plan = RetrainPlan(task, ft, encoder, data, configs=arms.configs)
     caches = frozen_splits(task, encoder, arms.heads, ft.device) if ft.freeze_encoder else None
     if caches:  # the encoder's outputs once, for every retrain and for the baselines fitted on them

@@ -21,29 +21,22 @@ from supernet.core import distributed
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
 from supernet.core.files import atomic_write_json, atomic_write_text, read_json
-from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData
 from supernet.data.tasks import TASKS, TaskSpec, get_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, resolve_model
 from supernet.nn.head import plain_head
-from supernet.nn.model import FrozenModel, build_model
+from supernet.nn.model import build_model
 from supernet.nn.saved import (
     MODEL_FILE,  # noqa: E402  (re-exported: retrain.run.MODEL_FILE is used by tools)
     save_model,
 )
-from supernet.scoring.candidates import evaluate
 from supernet.scoring.cost import model_costs
-from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches, warm_up_heads
+from supernet.train.finetune import fine_tune  # noqa: F401  (retrain.run.fine_tune is public)
+from supernet.train.frozen import EncoderCache, frozen_caches
 from supernet.train.loop import (
-    EpochBatches,
     FineTuneConfig,
-    Loop,
-    loss_fn,
-    make_optimizer,
-    resume_progress,
-    steps_per_epoch,
 )
 from supernet.train.supernet import load_supernet
 
@@ -76,55 +69,6 @@ class HeadsConfig(Config):
                                       "(inherited encoder, conv blocks and head) instead of the pretrained encoder and "
                                       "a fresh head; the linear baseline still starts from the pretrained encoder",
                                 metavar="RUN_DIR")
-
-
-def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
-              cfg: RetrainConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
-              eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
-              checkpoint: Path | None = None, caches: tuple[EncoderCache, EncoderCache] | None = None
-              ) -> dict[str, Any]:
-    """Fine-tune encoder + head (the head only with ``cfg.freeze_encoder``, on the ``caches`` of
-    ``train`` and ``dev``, built here if not given); dev metrics every ``eval_every`` steps (default:
-    each epoch) and at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to
-    stop early (Hyperband's pruning). With ``checkpoint``, the state is saved there every
-    ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
-    device = torch.device(cfg.device)
-    model.to(device).train()
-    apply_regime(model.encoder, cfg.freeze_encoder)
-    if cfg.freeze_encoder:
-        caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
-    distributed.check_batch(cfg.batch_size)
-    warm = {"seconds": 0.0, "cpu_seconds": 0.0}
-    if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
-        labels = lambda rows: torch.from_numpy(train.labels[rows]).to(device)
-        warm = warm_up_heads(model, train, pad_id, model.needs, cfg, seed,
-                             lambda step, rows, f: loss_fn(spec, model(features=f), labels(rows)), f"{desc} head warm-up")
-    trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
-    total = cfg.total_steps(len(train))
-    optimizer, scheduler = make_optimizer(model, cfg, total)
-    progress = resume_progress(checkpoint, model, optimizer, scheduler)
-    batches = EpochBatches(train, cfg.batch_size, seed)
-
-    def train_step(step: int) -> torch.Tensor:
-        rows = distributed.shard(batches(step))
-        labels = torch.from_numpy(train.labels[rows]).to(device)
-        with cfg.autocast():
-            if caches:
-                return loss_fn(spec, trained(features=caches[0].features(rows, device)), labels)
-            batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id, model.needs.sides).items()}
-            return loss_fn(spec, trained(**batch), labels)
-
-    def score(step: int) -> dict[str, float]:
-        return (evaluate_cached(model, caches[1], dev.labels, spec) if caches
-                else evaluate(model, dev, spec, pad_id, cfg.device))
-
-    loop = Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc, checkpoint=checkpoint,
-                checkpoint_every=cfg.checkpoint_every, checkpoint_at_end=False, log_dir=log_dir,
-                eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
-    progress = loop.run(train_step, progress, score, on_eval)
-    return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
-            "steps": total, "seconds": progress.seconds + warm["seconds"],
-            "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"], "head_warmup": warm}
 
 
 def summarize(per_seed: Mapping[int, Mapping[str, float]]) -> dict[str, dict[str, float]]:

@@ -11,6 +11,7 @@ from supernet.scoring.cost import PENALTIES, Objective
 
 from .registry import NAMES, StrategySpec, get_strategy
 
+PICKS = ("safe", "best")  # --pick: see strategies.pick
 # settings a resumed search may change: they decide how it is shown, not what it finds
 DISPLAY_FIELDS = ("webui", "port", "linger")
 
@@ -83,6 +84,25 @@ class SearchConfig(Config):
                 raise InputError("--training-service-config runs trials through NNI's manager; drop --no-webui")
             from .cluster import check_training_service
             check_training_service(self.training_service_config)  # before any training
+
+
+@dataclass(frozen=True)
+class PickConfig(Config):
+    """Which head a search returns (``strategies.pick``), for the search and for compare's searches."""
+
+    pick: str = arg("safe", "which head the search returns: safe: its top --rerank-k heads and the linear heads "
+                            "(incumbents) trained stand-alone on the selection rows, and a searched head only if it "
+                            "beats the best incumbent by more than noise (paired bootstrap), else that incumbent; "
+                            "best: the supernet's top-1 by inherited score", choices=PICKS)
+    rerank_k: int = arg(8, "--pick safe: the supernet's top heads trained stand-alone (with successive halving)")
+    folds: int = arg(5, "--pick safe on a selection split under 200 rows: K-fold cross-validation over the "
+                        "training rows instead")
+
+    def __post_init__(self):
+        if self.pick not in PICKS:
+            raise InputError(f"--pick must be one of {list(PICKS)}, got {self.pick!r}")
+        if self.rerank_k < 1 or self.folds < 2:
+            raise InputError(f"--rerank-k must be >= 1 and --folds >= 2, got {self.rerank_k}, {self.folds}")
 
 
 @dataclass(frozen=True)

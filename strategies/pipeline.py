@@ -28,7 +28,8 @@ from supernet.train.frozen import apply_regime
 from supernet.train.supernet import RUN_CONFIG, TrainConfig, train_supernet
 
 from . import report
-from .config import DISPLAY_FIELDS, OneShotConfig, SearchConfig
+from .config import DISPLAY_FIELDS, OneShotConfig, PickConfig, SearchConfig
+from .pick import PickPlan, safe_pick
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class SearchJob:
     train: TrainConfig = TrainConfig()
     search: SearchConfig = SearchConfig()
     oneshot: OneShotConfig = OneShotConfig()
+    pick: PickConfig = PickConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name).to_dict() for f in dataclasses.fields(self)}
@@ -77,7 +79,7 @@ class SearchJob:
 
 def _config_class(part: str) -> type:
     return {"encoder": EncoderConfig, "data": DataConfig, "train": TrainConfig, "search": SearchConfig,
-            "oneshot": OneShotConfig}[part]
+            "oneshot": OneShotConfig, "pick": PickConfig}[part]
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
     leaves nothing behind. The job comes back with its space resolved for the task (``--space auto``),
     as the run directory stores it."""
     search, train_cfg = job.search, job.train
+    if distributed.world_size() > 1 and job.pick.pick == "safe":
+        raise InputError("--pick safe re-ranks heads stand-alone in one process; under torchrun give --pick best "
+                         "(then python -m retrain the heads to compare), or run the search in one process")
     if distributed.world_size() > 1 and not search.spec.searches_backbone:
         raise InputError(f"--strategy {search.strategy} trains through NNI's one-shot engine in one process; "
                          "under torchrun use --strategy evolution or random")
@@ -220,16 +225,36 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
         # backbone sampling almost never proposes it (1 in 8^L): it competes for the export too
         candidates = [*candidates, {"choices": linear, "score": scorer.objective_value(reference)}]
     meta = {"encoder": job.encoder.name, "task": spec.name, "labels": spec.label_names}
-    top = report.export_top(candidates, scorer, top_k, meta, run_dir)
-    summary = _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock)
+    ranked = report.rank_top(candidates, scorer, max(top_k, job.pick.rerank_k), meta)
+    top, decision = _pick(job, p, ranked, scorer, meta, top_k)
+    clock["picked"] = (time.time(), time.process_time())
+    report.write_top(top, run_dir)
+    summary = {**_summary(job, p, stats, trials, top, scorer, reference, run_dir, clock),
+               "pick": decision, "search_best": dict(ranked[0].metrics), "search_best_choices": dict(ranked[0].choices)}
     atomic_write_json(run_dir / report.SUMMARY, summary)
-    random = summary["random_subnets"]
+    random, best = summary["random_subnets"], ranked[0].metrics[spec.main_metric]
     what = f"after {len(trials)} trials" if search.multi_trial else f"({search.strategy} export)"
     print(f"exported {', '.join(f'arch_top{i}.json' for i in range(1, len(top) + 1))} to {run_dir}\n"
-          f"best {spec.main_metric} {top[0].metrics[spec.main_metric]:.4f} {what}; random subnets "
+          f"{job.pick.pick} pick: {decision['line']}\n"
+          f"best {spec.main_metric} {best:.4f} {what}; random subnets "
           f"(n={random['n']}): best {random['best']:.4f}, mean {random['mean']:.4f}"
           + (f"; majority class {summary['majority_class'][spec.main_metric]:.4f}" if summary["majority_class"] else ""))
     return SearchResult(run_dir, tuple(top), summary)
+
+
+def _pick(job: SearchJob, p: _Prepared, ranked: list[Architecture], scorer, meta: dict, top_k: int
+          ) -> tuple[list[Architecture], dict[str, Any]]:
+    """The exported heads, best first: ``--pick best`` keeps the inherited ranking; ``--pick safe`` puts
+    first what ``strategies.pick`` returns (a re-ranked searched head, or an incumbent linear head)."""
+    cfg = job.pick
+    if cfg.pick == "best":
+        line = f"the supernet's top-1 by inherited score ({ranked[0].metrics[p.task.spec.main_metric]:.4f})"
+        return ranked[:top_k], {"rule": "best", "returned": "searched #1", "line": line}
+    plan = PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds)
+    decision, chosen = safe_pick(plan, p.supernet.space, ranked, cfg.rerank_k, meta)
+    chosen = chosen.with_metrics(**scorer.score(chosen.choices))  # its inherited scores, as the others'
+    rest = [a for a in ranked if a.key() != chosen.key()]
+    return [chosen, *rest][:top_k], decision
 
 
 def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> dict[str, Any]:
@@ -290,7 +315,9 @@ def _stage_costs(stats: dict, clock: dict) -> dict[str, dict[str, float]]:
                  "supernet_training": stats[key],
                  "features": clock["features"][i] - clock["trained"][i],
                  "search": clock["searched"][i] - clock["features"][i],
-                 "report": now[i] - clock["searched"][i]}
+                 # re-ranking and the incumbent rule (--pick safe): part of choosing the head, so charged
+                 "pick": clock["picked"][i] - clock["searched"][i],
+                 "report": now[i] - clock["picked"][i]}
         stage["total"] = sum(stage.values())
         out[key] = stage
     return out

@@ -14,9 +14,8 @@ from supernet.scoring.cost import model_costs, pareto_front, plot_pareto
 SUMMARY = "search_summary.json"
 
 
-def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) -> list[Architecture]:
-    """Top-k distinct architectures by score (the objective), re-scored for every metric and cost,
-    written as arch_top<i>.json."""
+def rank_top(trials: list[dict], scorer, k: int, meta: dict) -> list[Architecture]:
+    """Top-k distinct architectures by score (the objective), re-scored for every metric and cost."""
     ranked, seen = [], set()
     for t in sorted(trials, key=lambda t: -t["score"]):
         # canonical: labels of layers deeper than `depth` take their first value, so the file shows the model
@@ -27,9 +26,13 @@ def export_top(trials: list[dict], scorer, k: int, meta: dict, run_dir: Path) ->
         if len(ranked) == k:
             break
     ranked.sort(key=lambda a: -scorer.objective_value(a.metrics))  # by the re-score, whatever NNI credited
-    for i, arch in enumerate(ranked, 1):
-        arch.save(run_dir / f"arch_top{i}.json")
     return ranked
+
+
+def write_top(top: list[Architecture], run_dir: Path) -> None:
+    """``arch_top<i>.json``, best first."""
+    for i, arch in enumerate(top, 1):
+        arch.save(run_dir / f"arch_top{i}.json")
 
 
 def plot_trajectory(trials: list[dict], random_scores: list[float], metric: str, path: Path,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from strategies.config import OneShotConfig, SearchConfig
+from strategies.config import OneShotConfig, PickConfig, SearchConfig
 from strategies.pipeline import SearchJob, run_search
 from supernet.core.cli import add_config_group, add_resume, parser, resumed_output, run_cli
 from supernet.core.config import explicit_dests, from_args
@@ -19,9 +19,10 @@ from supernet.data.sources import DataConfig
 from supernet.nn.encoder import EncoderConfig
 from supernet.train.supernet import TrainConfig
 
-PARTS = {"search": SearchConfig, "oneshot": OneShotConfig, "data": DataConfig, "encoder": EncoderConfig,
-         "train": TrainConfig}
-TITLES = {"search": "search", "oneshot": "one-shot architecture learning (darts, gumbel_darts, proxyless, enas)",
+PARTS = {"search": SearchConfig, "pick": PickConfig, "oneshot": OneShotConfig, "data": DataConfig,
+         "encoder": EncoderConfig, "train": TrainConfig}
+TITLES = {"search": "search", "pick": "which head is returned (never worse than the linear head: --pick safe)",
+          "oneshot": "one-shot architecture learning (darts, gumbel_darts, proxyless, enas)",
           "data": "data", "encoder": "encoder", "train": "supernet training"}
 
 

@@ -10,7 +10,7 @@ from supernet.search import main as search_main
 
 FAST = ["--task", "mrpc", "--max-train-samples", "96", "--max-eval-samples", "64", "--max-steps", "6",
         "--batch-size", "16", "--calib-samples", "32", "--random-baseline", "4", "--no-webui", "--trials", "16",
-        "--population", "4", "--sample-size", "2"]
+        "--population", "4", "--sample-size", "2", "--pick", "best"]
 
 
 def test_backbone_search_exports_costs_front_and_a_retrainable_architecture(tmp_path, glue_dir, tiny_model_dir):

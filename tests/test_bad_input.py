@@ -19,7 +19,7 @@ from supernet.search import main as search_main
 
 FAST = ["--max-train-samples", "64", "--max-eval-samples", "32", "--max-steps", "2", "--batch-size", "8",
         "--calib-samples", "16", "--no-webui", "--trials", "2", "--population", "2", "--sample-size", "1",
-        "--random-baseline", "2", "--space", "tiny"]
+        "--random-baseline", "2", "--space", "tiny", "--pick", "best"]
 
 
 def snapshot(d: Path) -> dict[str, str]:

@@ -76,7 +76,8 @@ def test_search_under_torchrun(tmp_path, tiny_model_dir, glue_dir):
                         "--space", "tiny", "--max-train-samples", "64", "--max-eval-samples", "32",
                         "--batch-size", "8", "--max-steps", "4", "--calib-samples", "16", "--no-webui",
                         "--trials", "6", "--population", "3", "--sample-size", "2", "--random-baseline", "2",
-                        "--output-dir", str(run)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+                        "--pick", "best", "--output-dir", str(run)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert r.stdout.count("run directory:") == 1 and "(2 processes)" in r.stdout  # rank 0 speaks
     assert json.loads((run / "search_summary.json").read_text())["trials"] == 6

@@ -23,7 +23,7 @@ from conftest import ROOT
 
 SEARCH = ["--task", "mrpc", "--max-train-samples", "320", "--max-eval-samples", "96", "--batch-size", "8",
           "--calib-samples", "64", "--random-baseline", "4", "--eval-every", "1000", "--no-webui",
-          "--population", "8", "--sample-size", "3", "--seed", "3"]
+          "--population", "8", "--sample-size", "3", "--seed", "3", "--pick", "best"]
 
 
 def _cmd(module: str, *args: str) -> list[str]:

@@ -229,7 +229,8 @@ def test_policy_needs_alphas():
 
 SMALL = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "96",
          "--max-eval-samples", "64", "--max-steps", "4", "--batch-size", "16", "--calib-samples", "32",
-         "--random-baseline", "8", "--eval-every", "2", "--checkpoint-every", "2", "--no-webui"]
+         "--random-baseline", "8", "--eval-every", "2", "--checkpoint-every", "2", "--no-webui",
+         "--pick", "best"]
 
 
 def _search(run_dir, *extra, glue_dir):

@@ -126,10 +126,16 @@ def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
     assert compare_main(["--task", "mrpc", "--glue-dir", str(glue_dir), "--num-hidden-layers", "2", "--space", "tiny",
                          "--max-train-samples", "96", "--max-eval-samples", "32", "--batch-size", "16", "--epochs", "1",
                          "--seeds", "1,2", "--search-trials", "4", "--bohb-trials", "3", "--bohb-startup", "1",
-                         "--freeze-encoder", "--output-dir", str(out)]) == 0
+                         "--freeze-encoder", "--rerank-k", "2", "--output-dir", str(out)]) == 0
     cmp = json.loads((out / "compare.json").read_text())
-    assert list(cmp["rows"]) == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head",
-                                 "linear_probe", "cosine"]
+    rows = [n for n in cmp["rows"] if n != "weight_sharing_top1"]  # present where the safe pick changed the head
+    assert rows == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "bo_hyperband_safe", "random_head",
+                    "linear_probe", "cosine"]
+    summary = json.loads((out / "weight_sharing" / "search_summary.json").read_text())
+    assert summary["pick"]["rule"] == "safe" and "fold cross-validation" in summary["pick"]["scored_on"]
+    assert ("weight_sharing_top1" in cmp["rows"]) == (summary["pick"]["returned"] != "searched #1")
+    assert cmp["rows"]["bo_hyperband_safe"]["search"]["cpu_seconds"] > cmp["rows"]["bo_hyperband"]["search"][
+        "cpu_seconds"]  # the rule's re-ranking is charged
     fitted = {n: cmp["rows"][n] for n in ("linear_probe", "cosine")}  # deterministic: one score for every seed
     assert all(len(set(r["per_seed"].values())) == 1 and r["std"] == 0 for r in fitted.values())
     assert fitted["cosine"]["head_parameters"] == 0 and fitted["linear_probe"]["architecture"]["l2"] > 0

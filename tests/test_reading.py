@@ -191,8 +191,9 @@ def test_predict_reads_a_pair_csv_with_a_siamese_head(tmp_path, tiny_model_dir):
 def test_lp_ft_warms_the_head_on_the_frozen_encoder_first(tiny_encoder, monkeypatch):
     """``--head-warmup-epochs``: the head trains on cached outputs of the untouched encoder, then the
     whole model fine-tunes; a seed resumed from a checkpoint (which holds the warmed head) skips it."""
-    import retrain.run as run
-    from retrain.run import RetrainConfig, fine_tune
+    import supernet.train.finetune as run
+    from retrain.run import RetrainConfig
+    from supernet.train.finetune import fine_tune
     from supernet.data.tasks import get_task
     from supernet.nn.arch import Architecture
     from supernet.nn.model import build_model

@@ -14,7 +14,7 @@ from supernet.nn.head import SuperHead, plain_head
 from supernet.nn.model import build_model
 from supernet.nn.saved import load_model
 from supernet.nn.space import get_space
-from supernet.scoring.candidates import evaluate
+from supernet.train.finetune import evaluate
 
 SLICE = ["--num-hidden-layers", "2", "--max-train-samples", "64", "--max-eval-samples", "48",
          "--max-steps", "3", "--batch-size", "16"]
@@ -121,7 +121,8 @@ def test_compare_end_to_end_on_real_mrpc_slices(tmp_path, glue_dir):
     out = tmp_path / "cmp"
     argv = ["--task", "mrpc", "--glue-dir", str(glue_dir), "--space", "tiny", "--seeds", "1,2",
             "--search-trials", "6", "--supernet-max-steps", "3", "--bohb-trials", "4", "--bohb-startup", "2",
-            "--rung-epochs", "1", "--epochs", "2", "--output-dir", str(out), *SLICE[:-4], "--batch-size", "16"]
+            "--rung-epochs", "1", "--epochs", "2", "--output-dir", str(out), *SLICE[:-4], "--batch-size", "16",
+            "--pick", "best"]
     assert compare_main(argv) == 0
     cmp = json.loads((out / "compare.json").read_text())
     assert list(cmp["rows"]) == ["linear", "linear_mean", "weight_sharing", "bo_hyperband", "random_head"]

@@ -18,7 +18,8 @@ from supernet.search import main as search_main
 
 TINY_SEARCH = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "64",
                "--max-eval-samples", "32", "--max-steps", "2", "--batch-size", "16", "--calib-samples", "16",
-               "--random-baseline", "4", "--trials", "3", "--population", "2", "--sample-size", "1", "--no-webui"]
+               "--random-baseline", "4", "--trials", "3", "--population", "2", "--sample-size", "1", "--no-webui",
+               "--pick", "best"]
 
 
 def _snapshot(folder):

@@ -13,7 +13,7 @@ from supernet.core.files import atomic_write_text
 from supernet.nn.space import LINEAR_HEAD, V1_PRESETS, SearchSpace, get_space
 
 SCHEMA_VERSION = 2  # 2: adds ``labels``
-_FIELDS = ("schema_version", "space", "encoder", "task", "labels", "choices", "metrics")
+_FIELDS = ("schema_version", "space", "encoder", "task", "labels", "choices", "metrics", "pick")
 _V1_FIELDS = ("schema_version", "space", "encoder", "task", "choices", "metrics")
 
 
@@ -28,6 +28,7 @@ class Architecture:
     metrics: Mapping[str, float] = field(default_factory=dict)
     labels: tuple[str, ...] | None = None  # class names of a task whose labels are names (class i = labels[i])
     schema_version: int = SCHEMA_VERSION
+    pick: Mapping[str, Any] | None = None  # how a search chose it (strategies.pick): rule, head, one line
 
     def __post_init__(self):
         if self.schema_version != SCHEMA_VERSION:
@@ -55,7 +56,8 @@ class Architecture:
     def to_dict(self) -> dict[str, Any]:
         return {"schema_version": self.schema_version, "space": self.space, "encoder": self.encoder,
                 "task": self.task, "labels": list(self.labels) if self.labels is not None else None,
-                "choices": dict(self.choices), "metrics": dict(self.metrics)}
+                "choices": dict(self.choices), "metrics": dict(self.metrics),
+                **({"pick": dict(self.pick)} if self.pick else {})}
 
     @classmethod
     def from_dict(cls, d: Any) -> "Architecture":
@@ -71,7 +73,8 @@ class Architecture:
         if d["schema_version"] == 1:
             d = _from_v1(d)
         return cls(space=d["space"], choices=d["choices"], encoder=d.get("encoder", ""), task=d.get("task", ""),
-                   metrics=d.get("metrics") or {}, labels=d.get("labels"), schema_version=d["schema_version"])
+                   metrics=d.get("metrics") or {}, labels=d.get("labels"), schema_version=d["schema_version"],
+                   pick=d.get("pick"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename): an interrupted save never leaves half a file."""

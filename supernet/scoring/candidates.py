@@ -32,10 +32,8 @@ from torch import nn
 
 from supernet.core.files import atomic_torch_save
 from supernet.core.metrics import compute_metrics
-from supernet.data.encoded import Encoded, pad_batch
-from supernet.data.tasks import TaskSpec
+from supernet.data.encoded import pad_batch
 from supernet.nn.head import SuperHead
-from supernet.nn.model import model_outputs
 from supernet.nn.space import get_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.scoring.cost import Objective, latency_table, predicted_latency
@@ -221,9 +219,3 @@ class CandidateScorer:
 def cached_scorer(path: str) -> CandidateScorer:
     """One scorer per process and state file (the in-process engine scores thousands of candidates)."""
     return CandidateScorer.from_file(path)
-
-
-def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
-             batch_size: int = 128) -> dict[str, float]:
-    """The task's official metrics of a plain model on a split."""
-    return compute_metrics(spec.metrics, model_outputs(model, data, pad_id, device, batch_size), data.labels)

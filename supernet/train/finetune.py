@@ -1,0 +1,94 @@
+"""Fine-tuning one plain model: the loop every stand-alone training runs (retraining, BO-HB trials, the
+safe pick's re-ranking), the frozen-encoder regime and LP-FT included."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from supernet.core import distributed
+from supernet.core.metrics import compute_metrics
+from supernet.data.encoded import Encoded, pad_batch
+from supernet.data.tasks import TaskSpec
+from supernet.nn.model import FrozenModel, model_outputs
+from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches, warm_up_heads
+from supernet.train.loop import (
+    EpochBatches,
+    FineTuneConfig,
+    Loop,
+    loss_fn,
+    make_optimizer,
+    resume_progress,
+    steps_per_epoch,
+)
+
+
+def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
+              cfg: FineTuneConfig, seed: int, log_dir: Path | None, desc: str = "retrain",
+              eval_every: int | None = None, on_eval: Callable[[int, dict[str, float]], None] | None = None,
+              checkpoint: Path | None = None, caches: tuple[EncoderCache, EncoderCache] | None = None
+              ) -> dict[str, Any]:
+    """Fine-tune encoder + head (the head only with ``cfg.freeze_encoder``, on the ``caches`` of
+    ``train`` and ``dev``, built here if not given); dev metrics every ``eval_every`` steps (default:
+    each epoch) and at the end, to TensorBoard and to ``on_eval(step, scores)``, which may raise to
+    stop early (Hyperband's pruning). With ``checkpoint``, the state is saved there every
+    ``cfg.checkpoint_every`` steps and a run that finds one continues from it, exactly."""
+    device = torch.device(cfg.device)
+    model.to(device).train()
+    apply_regime(model.encoder, cfg.freeze_encoder)
+    if cfg.freeze_encoder:
+        caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
+    distributed.check_batch(cfg.batch_size)
+    warm = {"seconds": 0.0, "cpu_seconds": 0.0}
+    if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
+        labels = lambda rows: torch.from_numpy(train.labels[rows]).to(device)
+        warm = warm_up_heads(model, train, pad_id, model.needs, cfg, seed,
+                             lambda step, rows, f: loss_fn(spec, model(features=f), labels(rows)), f"{desc} head warm-up")
+    trained = distributed.wrap(model)  # DDP under torchrun; rank 0 evaluates and writes
+    total = cfg.total_steps(len(train))
+    optimizer, scheduler = make_optimizer(model, cfg, total)
+    progress = resume_progress(checkpoint, model, optimizer, scheduler)
+    batches = EpochBatches(train, cfg.batch_size, seed)
+
+    def train_step(step: int) -> torch.Tensor:
+        rows = distributed.shard(batches(step))
+        labels = torch.from_numpy(train.labels[rows]).to(device)
+        with cfg.autocast():
+            if caches:
+                return loss_fn(spec, trained(features=caches[0].features(rows, device)), labels)
+            batch = {k: v.to(device) for k, v in pad_batch(train, rows, pad_id, model.needs.sides).items()}
+            return loss_fn(spec, trained(**batch), labels)
+
+    def score(step: int) -> dict[str, float]:
+        return (evaluate_cached(model, caches[1], dev.labels, spec) if caches
+                else evaluate(model, dev, spec, pad_id, cfg.device))
+
+    loop = Loop(model, optimizer, scheduler, total, cfg.grad_clip, desc, checkpoint=checkpoint,
+                checkpoint_every=cfg.checkpoint_every, checkpoint_at_end=False, log_dir=log_dir,
+                eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
+    progress = loop.run(train_step, progress, score, on_eval)
+    return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
+            "steps": total, "seconds": progress.seconds + warm["seconds"],
+            "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"], "head_warmup": warm}
+
+
+def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,
+             batch_size: int = 128) -> dict[str, float]:
+    """The task's official metrics of a plain model on a split."""
+    return compute_metrics(spec.metrics, model_outputs(model, data, pad_id, device, batch_size), data.labels)
+
+
+def split_outputs(model: nn.Module, data: Encoded, pad_id: int, device: str, cache: EncoderCache | None = None
+                  ) -> np.ndarray:
+    """A plain model's outputs on every row of a split, in row order (from the cache when frozen)."""
+    if cache is None:
+        return model_outputs(model, data, pad_id, device)
+    was_training = model.training
+    model.eval()
+    try:
+        return cache.outputs(lambda f: model(features=f), device).numpy()
+    finally:
+        model.train(was_training)

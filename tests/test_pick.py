@@ -1,0 +1,102 @@
+"""Never worse than the linear head (issue #31): the incumbent rule, re-ranking, k-fold on small splits."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from strategies.pick import Standalone, candidates, decide, incumbents, paired_bootstrap
+from supernet.nn.arch import Architecture
+from supernet.nn.space import get_space
+from supernet.search import main as search_main
+
+RUN = ["--task", "mrpc", "--num-hidden-layers", "2", "--space", "tiny", "--max-train-samples", "120",
+       "--max-eval-samples", "32", "--max-steps", "4", "--batch-size", "16", "--calib-samples", "32",
+       "--random-baseline", "4", "--no-webui", "--trials", "6", "--population", "3", "--sample-size", "2",
+       "--freeze-encoder", "--epochs", "2", "--rerank-k", "3"]
+
+
+def _logits(correct: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Two-class logits that are right where ``correct``."""
+    pred = np.where(correct, labels, 1 - labels)
+    return np.stack([1.0 - pred, pred.astype(float)], 1)
+
+
+def _cands(labels, incumbent_right, searched_right):
+    arch = Architecture("tiny", get_space("tiny").reference())
+    inc = Standalone("linear (mean pool)", arch, True, outputs=_logits(incumbent_right, labels))
+    top = Standalone("searched #1", arch, False, outputs=_logits(searched_right, labels))
+    for c in (inc, top):
+        c.score = float((c.outputs.argmax(1) == labels).mean())
+    return [inc, top]
+
+
+def test_when_heads_tie_the_incumbent_is_kept():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 300)
+    right = rng.random(300) < 0.8
+    lucky = right.copy()  # right on 10 rows the incumbent misses, wrong on 6 it gets: a net lead of 4 rows in
+    lucky[np.flatnonzero(~right)[:10]] = True  # 300, as a search finds by luck
+    lucky[np.flatnonzero(right)[:6]] = False
+    decision, winner = decide(_cands(labels, right, lucky), labels, ("accuracy",), "300 rows")
+    assert winner.incumbent and not decision["searched_kept"]
+    assert decision["vs_incumbent"]["ci95"][0] <= 0 < decision["vs_incumbent"]["delta"]
+    assert decision["line"].startswith("kept linear (mean pool): best searched head (searched #1) +")
+
+
+def test_a_clearly_better_head_is_returned():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 300)
+    decision, winner = decide(_cands(labels, rng.random(300) < 0.6, rng.random(300) < 0.9), labels, ("accuracy",),
+                              "300 rows")
+    assert not winner.incumbent and decision["searched_kept"] and decision["vs_incumbent"]["ci95"][0] > 0
+
+
+def test_the_bootstrap_is_paired():
+    """Two heads wrong on the same rows tie exactly; an unpaired interval would not know it."""
+    labels = np.arange(100) % 2
+    out = _logits(np.arange(100) % 3 > 0, labels)
+    test = paired_bootstrap(out, out.copy(), labels, ("f1",))
+    assert test["delta"] == 0 and test["ci95"] == [0.0, 0.0]
+
+
+def test_incumbents_and_candidates():
+    space = get_space("tiny-pairs")
+    assert list(incumbents(space)) == ["linear (mean pool)", "cosine (mean pool)"]
+    assert list(incumbents(get_space("paper"))) == ["linear (pooler [CLS])", "linear (mean pool)"]
+    mean_linear = Architecture("tiny-pairs", incumbents(space)["linear (mean pool)"])
+    other = Architecture("tiny-pairs", space.canonical({**space.reference(), "pool": "cls", "depth": 1}))
+    cands = candidates(space, [mean_linear, other, other], 8, {})
+    assert [c.name for c in cands] == ["linear (mean pool)", "cosine (mean pool)", "searched #1"]
+
+
+def test_safe_pick_in_a_search_reranks_by_kfold_below_200_rows_and_charges_its_seconds(tmp_path, glue_dir):
+    run = tmp_path / "run"
+    assert search_main(["--glue-dir", str(glue_dir), *RUN, "--output-dir", str(run)]) == 0
+    s = json.loads((run / "search_summary.json").read_text())
+    pick = s["pick"]
+    assert pick["rule"] == "safe" and pick["scored_on"] == "5-fold cross-validation over the 120 training rows"
+    flags = [c["incumbent"] for c in pick["standalone"]]
+    assert flags[0] and not any(flags[1:]) and len(flags) == 4  # tiny: the mean-pool linear head, then 3 searched
+    assert s["cpu_seconds"]["pick"] > 0 and pick["cpu_seconds"] > 0
+    top1 = json.loads((run / "arch_top1.json").read_text())
+    assert top1["pick"]["returned"] == pick["returned"] and top1["pick"]["line"] == pick["line"]
+    returned = next(c for c in pick["standalone"] if c["name"] == pick["returned"])
+    assert top1["choices"] == returned["choices"]
+
+
+def test_pick_best_keeps_the_supernets_top1(tmp_path, glue_dir):
+    run = tmp_path / "run"
+    assert search_main(["--glue-dir", str(glue_dir), *RUN, "--pick", "best", "--output-dir", str(run)]) == 0
+    s = json.loads((run / "search_summary.json").read_text())
+    top1 = json.loads((run / "arch_top1.json").read_text())
+    assert s["pick"]["rule"] == "best" and top1["choices"] == s["search_best_choices"]
+    assert s["best"] == s["search_best"] and s["cpu_seconds"]["pick"] < 1.0  # nothing re-trained
+
+
+@pytest.mark.parametrize("argv, message", [(["--rerank-k", "0"], "--rerank-k must be >= 1"),
+                                           (["--folds", "1"], "--folds >= 2")])
+def test_pick_settings_are_checked(capsys, tmp_path, glue_dir, argv, message):
+    assert search_main(["--glue-dir", str(glue_dir), *RUN, *argv, "--output-dir", str(tmp_path / "r")]) == 2
+    assert message in capsys.readouterr().err
