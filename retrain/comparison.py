@@ -136,13 +136,16 @@ def paired(arm: dict[str, float], base: dict[str, float]) -> dict[str, float]:
     return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(diffs)}
 
 
-def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str) -> dict[str, Any]:
+def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str,
+               selection: dict[str, float] | None = None) -> dict[str, Any]:
     """Rows per arm: mean ± std over report seeds, per-seed scores, costs, paired difference to the
-    stronger linear head."""
+    stronger linear head (stronger on the selection split, ``selection``: arm -> score, where the
+    linear heads were scored there; else on dev, and said so) and to each linear head."""
     per_seed = {name: {s: r["metrics"][metric] for s, r in h["seeds"].items()} for name, h in results["heads"].items()}
     summary = {name: h["summary"][metric] for name, h in results["heads"].items()}
     linear = [n for n in (*LINEAR_HEADS, "linear_probe") if n in summary]  # the converged probe, where fitted
-    base = max(linear, key=lambda n: summary[n]["mean"])
+    scored = [n for n in linear if n in (selection or {})]
+    base = max(scored, key=selection.__getitem__) if scored else max(linear, key=lambda n: summary[n]["mean"])
     rows = {name: {"mean": summary[name]["mean"], "std": summary[name]["std"], "per_seed": per_seed[name],
                    "head_parameters": results["heads"][name]["head_parameters"],
                    "architecture": results["heads"][name]["architecture"]["choices"],
@@ -152,7 +155,8 @@ def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str) -> 
                    "vs_each_linear": {n: paired(per_seed[name], per_seed[n]) for n in linear if n != name}}
             for name in results["heads"]}
     ws, bo = costs["weight_sharing"]["cpu_seconds"], costs["bo_hyperband"]["cpu_seconds"]
-    return {"metric": metric, "baseline": base, "rows": rows,
+    return {"metric": metric, "baseline": base, "baseline_chosen_on": "selection split" if scored else "dev",
+            "rows": rows,
             "cpu_cost_ratio_ws_over_bohb": ws / bo if bo > 0 else float("nan")}
 
 
@@ -160,7 +164,8 @@ def markdown(cmp: dict[str, Any], task: str) -> str:
     p = cmp["protocol"]
     lines = [f"# {task} ({p['regime']}): dev {cmp['metric']} after retraining each head, seeds {p['report_seeds']}",
              "", f"Selection: {p['selection_split']}, seed {p['selection_seed']}. Report: {p['report_split']}.", "",
-             f"| arm | dev {cmp['metric']} (mean ± std) | paired Δ vs {cmp['baseline']} [95% CI] | head params | "
+             f"| arm | dev {cmp['metric']} (mean ± std) | paired Δ vs {cmp['baseline']} (the strongest linear head on "
+             f"the {cmp.get('baseline_chosen_on', 'dev')}) [95% CI] | head params | "
              "search CPU s |", "|---|---|---|---|---|"]
     for name, r in cmp["rows"].items():
         d = r["vs_linear"]
@@ -265,6 +270,21 @@ def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig
     return arch, decision
 
 
+INCUMBENT_ARMS = {"linear (pooler [CLS])": "linear", "linear (mean pool)": "linear_mean"}  # strategies.pick's names
+
+
+def selection_scores(ws: SearchResult, results: dict[str, Any]) -> dict[str, float]:
+    """The linear arms' scores on the selection split, where something put them there: the safe pick's
+    stand-alone incumbents, and the linear probe's chosen L2 strength."""
+    pick = ws.summary.get("pick", {})
+    out = {INCUMBENT_ARMS[c["name"]]: c["score"] for c in pick.get("standalone", [])
+           if c["name"] in INCUMBENT_ARMS and c["score"] == c["score"]}
+    probe = results["heads"].get("linear_probe", {}).get("fitted")
+    if probe and (not out or pick.get("scored_on", "").startswith("the selection split")):  # the same rows
+        out["linear_probe"] = probe["selection"][str(probe["l2"])]
+    return out
+
+
 def frozen_splits(task: TaskData, encoder: EncoderConfig, heads: list[tuple[str, Architecture]], device: str
                   ) -> dict[str, EncoderCache]:
     """The frozen encoder's outputs on train and dev (what every head and baseline reads), and the fit and
@@ -323,7 +343,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
     results = retrain_heads(arms.heads, plan, out / "retrain")
     if caches:
         add_fitted_baselines(results, task, caches, ft.seeds, out / "baselines")
-    result = {**comparison(results, arms.costs, task.spec.main_metric),
+    result = {**comparison(results, arms.costs, task.spec.main_metric, selection_scores(arms.ws, results)),
               "protocol": _protocol(cmp, data, task, ft, arms.ws),
               "random_subnets_inherited": arms.ws.summary["random_subnets"],
               "search_best_inherited": arms.ws.summary["best"]}

@@ -216,7 +216,8 @@ def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, see
 
 
 def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) -> dict[str, Any]:
-    """Every seed of one head; finished seeds in ``out/name`` are kept. The best seed's model is saved."""
+    """Every seed of one head; finished seeds in ``out/name`` are kept. The first seed's model is saved: one
+    fixed in advance, not the one the report split scored best (that would be a choice made on it)."""
     check_resume_settings(out / name, plan.settings(name, arch))
     per_seed = {}
     for seed in plan.cfg.seeds:
@@ -227,11 +228,10 @@ def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) ->
             continue
         r = _train_seed(plan, name, arch, seed, seed_dir)
         net = r.pop("model")
-        best = max((p["metrics"][plan.task.spec.main_metric] for p in per_seed.values()), default=None)
         per_seed[seed] = r
         if distributed.is_main():
             # the model before the result: a kill in between reruns the seed instead of losing its model
-            if best is None or r["metrics"][plan.task.spec.main_metric] > best:  # keep the best seed's model
+            if seed == plan.cfg.seeds[0]:
                 save_model(out / name / MODEL_FILE, net, arch, plan.task.spec.num_labels,
                            resolve_model(plan.encoder.model), plan.task.spec.text_columns, plan.data.max_length)
             atomic_write_json(done, r)
@@ -244,7 +244,7 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     """Fine-tune every head for every seed (same loop and budget). A head named in ``plan.inherit``
     starts from that trained supernet's weights (``freeze`` of its choices: encoder, conv blocks and
     head as the search scored them), not from the pretrained encoder. Writes per seed
-    ``<head>/seed_<s>/result.json`` + TensorBoard, the best seed's ``<head>/model.pt``, and
+    ``<head>/seed_<s>/result.json`` + TensorBoard, the first seed's ``<head>/model.pt``, and
     ``results.json`` / ``results.md`` in ``out``."""
     spec, config = plan.task.spec, plan.encoder.pretrained_config()
     depth = plan.encoder.num_hidden_layers or config.num_hidden_layers
