@@ -24,36 +24,9 @@ import torch.nn.functional as F
 from supernet.core.metrics import compute_metrics
 from supernet.data.splits import TaskData
 from supernet.train.frozen import EncoderCache
+from supernet.train.probe import L2_GRID, fit_linear, standardise
 
-L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-row mean loss + l2 * |W|^2, on standardised features
 POOL = "mean"
-
-
-def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 1000) -> torch.nn.Linear:
-    """A linear layer fitted to convergence: cross-entropy (or squared error for ``classes == 1``) plus
-    ``l2 * |W|^2``, full-batch L-BFGS with a strong-Wolfe line search, from zeros (deterministic)."""
-    linear = torch.nn.Linear(x.shape[1], classes).double()
-    torch.nn.init.zeros_(linear.weight)
-    torch.nn.init.zeros_(linear.bias)
-    x = x.double()
-    target = y.double() if classes == 1 else y.long()
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        out = linear(x)
-        loss = (F.mse_loss(out.squeeze(-1), target) if classes == 1 else F.cross_entropy(out, target))
-        loss = loss + l2 * linear.weight.pow(2).sum()
-        loss.backward()
-        return loss
-    opt.step(closure)
-    return linear.float()
-
-
-def _standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
-    mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
-    return [(t - mean) / std for t in (train, *others)]
 
 
 def _metrics(task: TaskData, outputs: torch.Tensor, labels: np.ndarray) -> dict[str, float]:
@@ -66,13 +39,13 @@ def linear_probe(task: TaskData, caches: dict[str, EncoderCache]) -> dict[str, A
     t0, cpu0 = time.time(), time.process_time()
     classes = task.spec.num_labels
     y = lambda labels: torch.from_numpy(np.asarray(labels))
-    fit_x, val_x = _standardise(caches["fit"].pooled[POOL], caches["val"].pooled[POOL])
+    fit_x, val_x = standardise(caches["fit"].pooled[POOL], caches["val"].pooled[POOL])
     selection = {}
     for l2 in L2_GRID:
         head = fit_linear(fit_x, y(task.fit.labels), classes, l2)
         selection[l2] = _metrics(task, head(val_x), task.val.labels)[task.spec.main_metric]
     best = max(L2_GRID, key=lambda l2: (selection[l2], l2))  # ties: the stronger penalty
-    train_x, dev_x = _standardise(caches["train"].pooled[POOL], caches["dev"].pooled[POOL])
+    train_x, dev_x = standardise(caches["train"].pooled[POOL], caches["dev"].pooled[POOL])
     head = fit_linear(train_x, y(task.train.labels), classes, best)
     return {"metrics": _metrics(task, head(dev_x), task.dev.labels), "l2": best,
             "selection": {str(k): v for k, v in selection.items()}, "parameters": sum(p.numel() for p in

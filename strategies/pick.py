@@ -4,7 +4,8 @@ The supernet's inherited scores rank heads roughly, and least well among the bes
 selection split a head that leads by a few rows leads by luck. So:
 
 - **Incumbents**: the linear heads of the space (one linear layer on the pooler's [CLS], and on the
-  mean pooling) and, in a pair space, the cosine head.
+  mean pooling) and, in a pair space, the cosine head; with a frozen encoder they are fitted to
+  convergence (L-BFGS on the cached vectors, the L2 strength the scored rows prefer), not for the budget.
 - **Re-ranking**: the supernet's top ``--rerank-k`` heads (by inherited score) and the incumbents are
   trained stand-alone on the selection protocol: the search's own fine-tuning budget on the fit rows,
   scored on the selection rows. The searched heads go through asynchronous successive halving, as
@@ -41,10 +42,12 @@ from supernet.data.splits import SMALL_SELECTION, TaskData
 from supernet.nn.arch import Architecture
 from supernet.nn.encoder import EncoderConfig
 from supernet.nn.model import build_model
+from supernet.nn.reading import pair_vector
 from supernet.nn.space import SearchSpace
 from supernet.train.finetune import fine_tune, split_outputs
-from supernet.train.frozen import frozen_caches
+from supernet.train.frozen import EncoderCache, frozen_caches
 from supernet.train.loop import FineTuneConfig, steps_per_epoch
+from supernet.train.probe import L2_GRID, fit_linear, standardise
 
 BOOTSTRAP = 2000
 REDUCTION = 3  # successive halving keeps the top third at each rung (BO-HB's reduction factor)
@@ -123,6 +126,7 @@ class PickPlan:
     encoder: EncoderConfig
     seed: int
     folds: int = 5
+    fit_cache: EncoderCache | None = None  # a frozen encoder's outputs on the fit rows, if computed already
     _pretrained: torch.nn.Module | None = None
 
     def fresh_encoder(self) -> torch.nn.Module:
@@ -145,11 +149,30 @@ def rerank(plan: PickPlan, cands: list[Standalone]) -> tuple[np.ndarray, str]:
 def _train_scored(plan: PickPlan, cand: Standalone, train: Encoded, scored: Encoded, caches, on_eval=None,
                   eval_every: int | None = None) -> np.ndarray:
     t, cfg = plan.task, plan.cfg
+    if cand.incumbent and caches is not None:  # frozen: the linear head fitted to convergence, not for a budget
+        return _converged(cand, train, scored, caches, t.spec)
     torch.manual_seed(plan.seed)  # every candidate's head starts from the same seed
     model = build_model(cand.arch, plan.fresh_encoder(), t.spec.num_labels)
     fine_tune(model, t.spec, train, scored, t.pad_id, cfg, plan.seed, None, f"re-rank {cand.name}",
               eval_every=eval_every, on_eval=on_eval, caches=caches)
     return split_outputs(model, scored, t.pad_id, cfg.device, caches[1] if caches else None)
+
+
+def _converged(cand: Standalone, train: Encoded, scored: Encoded, caches, spec) -> np.ndarray:
+    """An incumbent (one linear layer, or a cosine's scale and bias) fitted by L-BFGS on the cached
+    vector it reads, its L2 strength the one the scored rows like best: every doubt goes its way."""
+    reads = cand.arch.search_space.reads(cand.arch.choices)
+    vector = lambda c: (pair_vector(c.sides[0].pooled[reads["pool"]], c.sides[1].pooled[reads["pool"]], "cosine")
+                        if reads["pair"] == "cosine" else c.pooled[reads["pool"]])
+    x, x_scored = standardise(vector(caches[0]), vector(caches[1]))
+    y = torch.from_numpy(np.asarray(train.labels))
+    best = None
+    for l2 in L2_GRID:
+        out = fit_linear(x, y, spec.num_labels, l2)(x_scored).detach().numpy()
+        score = compute_metrics(spec.metrics, out, scored.labels)[spec.main_metric]
+        if best is None or score > best[0]:
+            best = (score, out)
+    return best[1]
 
 
 def _needs(cands: list[Standalone]):
@@ -162,8 +185,10 @@ def _needs(cands: list[Standalone]):
 
 def _holdout(plan: PickPlan, cands: list[Standalone]) -> None:
     t, cfg, main = plan.task, plan.cfg, plan.task.spec.main_metric
-    caches = (frozen_caches(plan.fresh_encoder(), (t.fit, t.val), t.pad_id, _needs(cands), cfg.device)
-              if cfg.freeze_encoder else None)
+    caches = None
+    if cfg.freeze_encoder:  # the fit rows' outputs as supernet training computed them (one encoder pass fewer)
+        fit = plan.fit_cache or frozen_caches(plan.fresh_encoder(), (t.fit,), t.pad_id, _needs(cands), cfg.device)[0]
+        caches = (fit, frozen_caches(plan.fresh_encoder(), (t.val,), t.pad_id, _needs(cands), cfg.device)[0])
     rung = steps_per_epoch(len(t.fit), cfg.batch_size)
     reached: dict[int, list[float]] = {}
     for c in cands:

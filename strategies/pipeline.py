@@ -24,7 +24,7 @@ from supernet.nn.encoder import EncoderConfig, load_tokenizer
 from supernet.nn.space import SearchSpace, bind_space, resolve_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.scoring.candidates import SEARCH_STATE, CandidateScorer, write_search_state
-from supernet.train.frozen import apply_regime
+from supernet.train.frozen import EncoderCache, apply_regime
 from supernet.train.supernet import RUN_CONFIG, TrainConfig, train_supernet
 
 from . import report
@@ -132,6 +132,7 @@ class _Prepared:
 
     task: TaskData
     supernet: HeadSupernet
+    fit_cache: EncoderCache | None = None  # with a frozen encoder: its outputs on the fit rows (supernet training's)
 
 
 def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
@@ -194,6 +195,7 @@ def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False
                                              if distributed.world_size() > 1 else ""), flush=True)
     prepared = (time.time(), time.process_time())
     stats = _train(job, p, run_dir, resume)
+    p.fit_cache = stats.pop("cache", None)  # a frozen encoder's outputs on the fit rows, for the pick
     if not main:
         return None
     clock = {"start": (t0, cpu0), "prepared": prepared, "trained": (time.time(), time.process_time())}
@@ -250,7 +252,7 @@ def _pick(job: SearchJob, p: _Prepared, ranked: list[Architecture], scorer, meta
     if cfg.pick == "best":
         line = f"the supernet's top-1 by inherited score ({ranked[0].metrics[p.task.spec.main_metric]:.4f})"
         return ranked[:top_k], {"rule": "best", "returned": "searched #1", "line": line}
-    plan = PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds)
+    plan = PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds, fit_cache=p.fit_cache)
     decision, chosen = safe_pick(plan, p.supernet.space, ranked, cfg.rerank_k, meta)
     chosen = chosen.with_metrics(**scorer.score(chosen.choices))  # its inherited scores, as the others'
     rest = [a for a in ranked if a.key() != chosen.key()]

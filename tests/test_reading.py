@@ -241,3 +241,20 @@ def test_lp_ft_warms_every_supernet_head_first(tiny_encoder, tmp_path, monkeypat
     assert calls == [space.needs()] and stats["cpu_seconds"] > 0
     T.train_supernet(net, get_task("mrpc"), data, data, 0, cfg, tmp_path, resume=True)  # the checkpoint: no again
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_a_scalar_mix_trains_with_its_head(tiny_encoder, freeze):
+    """The mix's weights are the head's parameters: the optimizer trains them (they were once left out)."""
+    from retrain.run import RetrainConfig
+    from supernet.data.tasks import get_task
+    from supernet.nn.arch import Architecture
+    from supernet.nn.model import build_model
+    from supernet.train.finetune import fine_tune
+    space = get_space(SPACE)
+    arch = Architecture(SPACE, space.canonical({**space.reference(), "pool": "mean", "layers": "scalar_mix"}))
+    model = build_model(arch, tiny_encoder, 2)
+    before = model.scalar_mix.weights.detach().clone()
+    fine_tune(model, get_task("mrpc"), _pairs(16), _pairs(8), 0,
+              RetrainConfig(max_steps=3, batch_size=8, seeds=(1,), lr_head=0.1, freeze_encoder=freeze), 1, None)
+    assert not torch.equal(before, model.scalar_mix.weights)

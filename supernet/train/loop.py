@@ -152,7 +152,7 @@ def make_optimizer(model: torch.nn.Module, cfg: FineTuneConfig, total_steps: int
     new_ids = {id(p) for p in new}
     pretrained = [] if cfg.freeze_encoder else [p for p in model.encoder.parameters() if id(p) not in new_ids]
     groups = []
-    head = [p for name in ("head", "tokens") if getattr(model, name, None) is not None
+    head = [p for name in ("head", "tokens", "scalar_mix") if getattr(model, name, None) is not None
             for p in getattr(model, name).parameters()]
     for params, lr in ((pretrained, cfg.lr_encoder), (list(dict.fromkeys(head)) + new, cfg.lr_head)):
         # no weight decay on biases and norm gains (the 1-D parameters), as BERT fine-tuning does

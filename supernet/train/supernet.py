@@ -231,7 +231,8 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     start = progress.step
     progress = loop.run(train_step, progress, evaluate, extra={"train_config": cfg.to_dict()})
     return {"steps": total, "resumed_from": start, "sequences": (total - start) * cfg.batch_size, "probes": probes,
-            "seconds": progress.seconds + caching[0], "cpu_seconds": progress.cpu_seconds + caching[1]}
+            "seconds": progress.seconds + caching[0], "cpu_seconds": progress.cpu_seconds + caching[1],
+            "cache": cache}  # the frozen encoder's outputs on the training rows: later stages reuse them
 
 
 def score_probes(supernet: HeadSupernet, spec: TaskSpec, dev: Encoded, pad_id: int,
