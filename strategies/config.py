@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
-from supernet.core.webui import check_port_range, port_arg
+from supernet.core.webui import LOOPBACK, check_host, check_port_range, host_arg, port_arg
 from supernet.scoring.cost import PENALTIES, Objective
 
 from .registry import NAMES, StrategySpec, get_strategy
 
 PICKS = ("safe", "best")  # --pick: see strategies.pick
 # settings a resumed search may change: they decide how it is shown, not what it finds
-DISPLAY_FIELDS = ("webui", "port", "linger")
+DISPLAY_FIELDS = ("webui", "port", "host", "linger")
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,7 @@ class SearchConfig(Config):
     random_baseline: int | None = arg(None, "random subnets scored from the same supernet, for comparison "
                                             "(default: --trials, so best-of-random has the search's budget)")
     port: int = port_arg()
+    host: str = host_arg()
     webui: bool = arg(True, "run the strategy in-process (no NNI manager, no web UI): for CI and headless use",
                       flag="--no-webui")
     linger: float = arg(0.0, "keep the web UI up this long after the last trial", flag="--webui-linger",
@@ -79,11 +80,15 @@ class SearchConfig(Config):
         if self.random_baseline < 1:
             raise InputError(f"--random-baseline must be >= 1, got {self.random_baseline}")
         check_port_range(self.port)
+        check_host(self.host)
         if self.training_service_config:
             if not self.webui:
                 raise InputError("--training-service-config runs trials through NNI's manager; drop --no-webui")
             from .cluster import check_training_service
             check_training_service(self.training_service_config)  # before any training
+            if self.host in LOOPBACK:
+                raise InputError("--training-service-config runs trials on other machines, which must reach the "
+                                 "NNI manager: give --host 0.0.0.0")
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
                          "under torchrun use --strategy evolution or random")
     if distributed.is_main() and search.webui and search.multi_trial:
         from supernet.core.webui import check_port_free
-        check_port_free(search.port)  # now, not after an hour of supernet training
+        check_port_free(search.port, search.host)  # now, not after an hour of supernet training
     job.encoder.check_inputs(job.data.max_length)
     task = load_task(job.data, load_tokenizer(job.encoder.model))
     encoder = job.encoder.load()

@@ -28,8 +28,8 @@ import nni
 from torch import nn
 
 from supernet.core.files import atomic_write_text
-from supernet.core.nni_compat import patch_nnictl_lock
-from supernet.core.webui import check_port_free
+from supernet.core.nni_compat import manager_bound_to, patch_nnictl_lock
+from supernet.core.webui import check_port_free, url, warn_if_exposed
 from supernet.nn.space import get_space
 from supernet.nn.supernet import LabelSpace
 from supernet.scoring.candidates import cached_scorer
@@ -221,7 +221,8 @@ def run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, led
 
     if cfg.webui:
         stop_stale_manager(work_dir, cfg.port)
-        check_port_free(cfg.port)
+        check_port_free(cfg.port, cfg.host)
+        warn_if_exposed(cfg.host, cfg.port)
         if cfg.concurrency > 1:
             # Seen here and reported as NNI issue #5726 (open): with concurrent local trials, a trial can
             # receive another trial's parameters, and its metric is then credited to the wrong candidate.
@@ -250,10 +251,11 @@ def run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, led
     atomic_write_text(work_dir / EXPERIMENT_RECORD, json.dumps({"id": exp.id, "port": cfg.port}) + "\n")
     logging.getLogger("nni").setLevel(logging.WARNING)
     if cfg.webui:
-        print(f"NNI web UI: http://127.0.0.1:{cfg.port}  (experiment {exp.id}; reopen later with "
+        print(f"NNI web UI: {url(cfg.host, cfg.port)}  (experiment {exp.id}; reopen later with "
               f"`python -m supernet.view {work_dir.parent}`)", flush=True)
     try:
-        exp.run(port=cfg.port)
+        with manager_bound_to(cfg.host):  # NNI's manager listens on every interface otherwise (nni_compat)
+            exp.run(port=cfg.port)
         if cfg.webui and cfg.linger > 0:
             print(f"search done; the web UI stays up for {cfg.linger:g} s", flush=True)
             time.sleep(cfg.linger)

@@ -10,7 +10,8 @@ from pathlib import Path
 from supernet.core.cli import add_config_group, parser, run_cli
 from supernet.core.config import Config, from_args
 from supernet.core.errors import MissingInput
-from supernet.core.webui import check_port_free, check_port_range, port_arg
+from supernet.core.nni_compat import manager_bound_to
+from supernet.core.webui import check_host, check_port_free, check_port_range, host_arg, port_arg, url, warn_if_exposed
 
 
 def find_experiment(run_dir: Path) -> str:
@@ -21,18 +22,21 @@ def find_experiment(run_dir: Path) -> str:
     return ids[-1]
 
 
-def view(run_dir: Path, port: int) -> None:
-    """Serve the run's experiment (its trials and metrics) at http://127.0.0.1:<port> until Ctrl-C."""
+def view(run_dir: Path, cfg: ViewConfig) -> None:
+    """Serve the run's experiment (its trials and metrics) at http://<host>:<port> until Ctrl-C."""
     from supernet.core.nni_compat import patch_nas_experiment_view
+    port = cfg.port
     exp_id = find_experiment(run_dir)
-    check_port_free(port)
+    check_port_free(port, cfg.host)
+    warn_if_exposed(cfg.host, port)
     from nni.experiment import Experiment, launcher
     patch_nas_experiment_view()  # NNI 3.0 cannot reload a finished NAS experiment's config (see nni_compat)
     exp = Experiment(None, id=exp_id)
     # from the run directory itself, not from NNI's manifest of experiments in the home directory
     exp.config = launcher.get_stopped_experiment_config(exp_id, exp_dir=str((run_dir / "nni").resolve()))
-    print(f"NNI web UI: http://127.0.0.1:{port}  (experiment {exp_id}; Ctrl-C to stop)", flush=True)
-    _serve(exp, port)
+    print(f"NNI web UI: {url(cfg.host, port)}  (experiment {exp_id}; Ctrl-C to stop)", flush=True)
+    with manager_bound_to(cfg.host):  # NNI's manager listens on every interface otherwise (nni_compat)
+        _serve(exp, port)
 
 
 def _serve(exp, port: int) -> None:
@@ -66,16 +70,18 @@ class ViewConfig(Config):
     """Where the reopened web UI listens."""
 
     port: int = port_arg()
+    host: str = host_arg()
 
     def __post_init__(self):
         check_port_range(self.port)
+        check_host(self.host)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m supernet.view", __doc__)
     p.add_argument("run_dir", type=Path, help="a run directory written by python -m supernet.search")
     add_config_group(p, "web UI", ViewConfig)
-    return run_cli(p, lambda args: view(args.run_dir, from_args(ViewConfig, args).port), argv)
+    return run_cli(p, lambda args: view(args.run_dir, from_args(ViewConfig, args)), argv)
 
 
 if __name__ == "__main__":

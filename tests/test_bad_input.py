@@ -187,6 +187,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(capsys, tmp_path, glu
     (["--weight-decay", "-0.1"], r"--weight-decay must be >= 0"),
     (["--seed", "-1"], r"--seed must be >= 0"),
     (["--device", "gpu"], r"--device 'gpu' is not a device"),
+    (["--host", "10.1.2.3"], r"--host '10.1.2.3': use 127.0.0.1 .* or 0.0.0.0"),
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "cuda:99"], r"--device cuda"),
 ])
 def test_bad_flag_values(capsys, tmp_path, glue_dir, argv, pattern):

@@ -59,3 +59,19 @@ def test_search_refuses_a_bad_config_before_training(tmp_path, capsys, glue_dir)
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "cluster.yml: RemoteConfig: must provide at least one machine" in err[0]
     assert not out.exists()
+
+
+def test_trials_on_other_machines_need_the_manager_reachable(tmp_path, key):
+    """The manager listens on loopback by default; trials elsewhere could not report: refused, naming --host."""
+    from strategies.config import SearchConfig
+    from supernet.core.errors import InputError
+    f = write(tmp_path / "cluster.yml", f"""trainingService:
+  platform: remote
+  machineList:
+    - host: 10.0.0.2
+      user: alice
+      sshKeyFile: {key}
+""")
+    with pytest.raises(InputError, match="give --host 0.0.0.0"):
+        SearchConfig(training_service_config=str(f))
+    assert SearchConfig(training_service_config=str(f), host="0.0.0.0").host == "0.0.0.0"

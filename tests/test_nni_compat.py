@@ -1,4 +1,5 @@
 """NNI 3.0 accommodations: the import-time warning filter, and the DARTS parameter-order patch."""
+import os
 import subprocess
 import sys
 import time
@@ -119,3 +120,16 @@ def test_nnictl_lock_times_out_instead_of_waiting_for_ever(tmp_path):
     held.release()
     other.acquire(timeout=0.3)  # free now
     other.release()
+
+
+def test_the_manager_preload_is_set_for_its_start_only(monkeypatch):
+    """NODE_OPTIONS carries the preload while NNI's manager starts, and is restored after (a user's own
+    NODE_OPTIONS kept); the preload itself is shipped with the package."""
+    from supernet.core.nni_compat import BIND_HOST_JS, manager_bound_to
+    monkeypatch.setenv("NODE_OPTIONS", "--max-old-space-size=100")
+    monkeypatch.delenv("HEADNAS_NNI_HOST", raising=False)
+    with manager_bound_to("0.0.0.0"):
+        assert os.environ["NODE_OPTIONS"] == f"--max-old-space-size=100 --require {BIND_HOST_JS}"
+        assert os.environ["HEADNAS_NNI_HOST"] == "0.0.0.0"
+    assert os.environ["NODE_OPTIONS"] == "--max-old-space-size=100" and "HEADNAS_NNI_HOST" not in os.environ
+    assert "net.Server.prototype.listen" in BIND_HOST_JS.read_text()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
@@ -116,11 +117,12 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
                              "--output-dir", str(run), "--trials", "4", "--population", "2", "--sample-size", "1",
                              "--port", str(port), "--webui-linger", "15"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    jobs, deadline = [], time.time() + 240
+    jobs, deadline, bound = [], time.time() + 240, set()
     try:
         while time.time() < deadline and proc.poll() is None:
             try:
                 jobs = _get(port, "trial-jobs")
+                bound |= listening(port)
             except (OSError, ValueError):  # manager not up yet, or a partial answer
                 pass
             if len([j for j in jobs if j.get("finalMetricData")]) == 4:
@@ -131,6 +133,7 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
         proc.kill()
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}" in out
+    assert bound == {"127.0.0.1"}, bound  # NNI's manager, unauthenticated, on loopback only (nni_compat item 6)
     finals = [json.loads(json.loads(j["finalMetricData"][0]["data"])) for j in jobs if j.get("finalMetricData")]
     assert len(finals) == 4 and all(0.0 <= m["default"] <= 1.0 and "f1" in m for m in finals)
     # what the web UI shows for a trial (its sample) is what produced its metric
@@ -141,8 +144,10 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
         assert scorer.score(sample)["f1"] == pytest.approx(final["default"])
     summary = json.loads((run / "search_summary.json").read_text())
     assert summary["webui"] is True and summary["trials"] == 4
-    _view_serves_the_trials(run, {json.dumps(json.loads(j["hyperParameters"][0])["parameters"]["sample"],
-                                             sort_keys=True): f for j, f in zip(jobs, finals)}, tmp_path)
+    expected = {json.dumps(json.loads(j["hyperParameters"][0])["parameters"]["sample"], sort_keys=True): f
+                for j, f in zip(jobs, finals)}
+    _view_serves_the_trials(run, expected, tmp_path)
+    _view_serves_the_trials(run, expected, tmp_path, host="0.0.0.0")
 
 
 def _free_port() -> int:
@@ -152,24 +157,45 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _view_serves_the_trials(run, expected: dict, cwd) -> None:
+def listening(port: int) -> set[str]:
+    """The addresses a socket listens on at ``port`` (the kernel's own table: what ``ss -ltn`` reads)."""
+    import ipaddress
+    out = set()
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            addr, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                raw = bytes.fromhex(addr)
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # host-order words
+                ip = ipaddress.ip_address(raw)
+                out.add(str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip))
+    return out
+
+
+def _view_serves_the_trials(run, expected: dict, cwd, host: str | None = None) -> None:
     """``python -m supernet.view`` reopens the finished run (from another directory) and its REST API
-    lists every trial with the sample and metric it had during the search."""
+    lists every trial with the sample and metric it had during the search; it listens on loopback only
+    unless ``--host`` says otherwise (and then warns that the API has no authentication)."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "supernet.view", str(run), "--port", str(port)], cwd=cwd,
+    proc = subprocess.Popen([sys.executable, "-m", "supernet.view", str(run), "--port", str(port),
+                             *(["--host", host] if host else [])], cwd=cwd,
                             env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-    jobs, deadline = [], time.time() + 120
+    jobs, deadline, bound = [], time.time() + 120, set()
     try:
         while time.time() < deadline and proc.poll() is None and len(jobs) < len(expected):
             try:
                 jobs = [j for j in _get(port, "trial-jobs") if j.get("finalMetricData")]
+                bound |= listening(port)
             except (OSError, ValueError):
                 time.sleep(1)
     finally:
         proc.terminate()  # SIGTERM: the view stops NNI's manager as on Ctrl-C
         out, _ = proc.communicate(timeout=60)
     assert len(jobs) == len(expected), out
+    assert bound == ({"0.0.0.0"} if host == "0.0.0.0" else {"127.0.0.1"}), bound
+    assert ("REST API has no authentication" in out) == (host == "0.0.0.0")
     for job in jobs:
         sample = json.loads(job["hyperParameters"][0])["parameters"]["sample"]
         metric = json.loads(json.loads(job["finalMetricData"][0]["data"]))

@@ -28,13 +28,20 @@
    it also refuses a stored ``trialCodeDirectory`` other than the current directory.
    ``patch_nas_experiment_view()`` clears both from the config NNI reloads for viewing (a viewed
    experiment runs no trial, so neither is used). Applied by ``supernet.view``.
+6. NNI's manager serves its REST API (which can stop an experiment or change it, with no
+   authentication) with ``app.listen(port)``: on every interface, and NNI has no option for it.
+   ``manager_bound_to(host)`` starts it with ``NODE_OPTIONS=--require bind_host.js``, a preload that
+   gives such a ``listen`` the host (127.0.0.1 unless ``--host`` says otherwise). Applied by
+   ``strategies.trials`` and ``supernet.view`` around the manager's start.
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
 import warnings
+from pathlib import Path
 
 _BUFFER_WARNING = r".*is found to be not a nn\.Module, which is unexpected.*"
 
@@ -139,3 +146,22 @@ def patch_nas_experiment_view() -> None:
         return config
     launcher.get_stopped_experiment_config_json = config_json
     launcher._compat_patched = True
+
+BIND_HOST_JS = Path(__file__).with_name("bind_host.js")
+
+
+@contextlib.contextmanager
+def manager_bound_to(host: str):
+    """NNI's manager, started inside, listens on ``host`` only (item 6): the preload goes into the
+    environment the manager inherits, and both variables are restored after."""
+    saved = {k: os.environ.get(k) for k in ("NODE_OPTIONS", "HEADNAS_NNI_HOST")}
+    os.environ["NODE_OPTIONS"] = f"{saved['NODE_OPTIONS'] or ''} --require {BIND_HOST_JS}".strip()
+    os.environ["HEADNAS_NNI_HOST"] = host
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
