@@ -127,6 +127,7 @@ class PickPlan:
     seed: int
     folds: int = 5
     fit_cache: EncoderCache | None = None  # a frozen encoder's outputs on the fit rows, if computed already
+    val_cache: EncoderCache | None = None  # ... and on the selection rows
     _pretrained: torch.nn.Module | None = None
 
     def fresh_encoder(self) -> torch.nn.Module:
@@ -188,7 +189,8 @@ def _holdout(plan: PickPlan, cands: list[Standalone]) -> None:
     caches = None
     if cfg.freeze_encoder:  # the fit rows' outputs as supernet training computed them (one encoder pass fewer)
         fit = plan.fit_cache or frozen_caches(plan.fresh_encoder(), (t.fit,), t.pad_id, _needs(cands), cfg.device)[0]
-        caches = (fit, frozen_caches(plan.fresh_encoder(), (t.val,), t.pad_id, _needs(cands), cfg.device)[0])
+        val = plan.val_cache or frozen_caches(plan.fresh_encoder(), (t.val,), t.pad_id, _needs(cands), cfg.device)[0]
+        caches = (fit, val)
     rung = steps_per_epoch(len(t.fit), cfg.batch_size)
     reached: dict[int, list[float]] = {}
     for c in cands:

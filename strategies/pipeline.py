@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from supernet.core import distributed
@@ -24,7 +25,7 @@ from supernet.nn.encoder import EncoderConfig, load_tokenizer
 from supernet.nn.space import SearchSpace, bind_space, resolve_space
 from supernet.nn.supernet import HeadSupernet
 from supernet.scoring.candidates import SEARCH_STATE, CandidateScorer, write_search_state
-from supernet.train.frozen import EncoderCache, apply_regime
+from supernet.train.frozen import EncoderCache, apply_regime, supernet_cache
 from supernet.train.supernet import RUN_CONFIG, TrainConfig, train_supernet
 
 from . import report
@@ -133,6 +134,7 @@ class _Prepared:
     task: TaskData
     supernet: HeadSupernet
     fit_cache: EncoderCache | None = None  # with a frozen encoder: its outputs on the fit rows (supernet training's)
+    val_cache: EncoderCache | None = None  # ... and on the selection rows (the search state's)
 
 
 def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
@@ -205,8 +207,14 @@ def run_search(job: SearchJob, run_dir: Path | None = None, resume: bool = False
 def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path, clock: dict) -> SearchResult:
     search, spec, space, t = job.search, p.task.spec, p.supernet.space, p.task
     state_path = run_dir / SEARCH_STATE
-    write_search_state(state_path, p.supernet, spec.metrics, t.val, t.fit.head(search.calib_samples), t.pad_id,
-                       job.train.device, search.objective)
+    calib = t.fit.head(search.calib_samples)
+    if p.fit_cache is not None:  # a frozen encoder: the calibration rows are the fit cache's first rows
+        p.val_cache = supernet_cache(p.supernet, t.val, t.pad_id, job.train.device)
+        caches = (p.val_cache, p.fit_cache.subset(np.arange(len(calib))))
+    else:
+        caches = None
+    write_search_state(state_path, p.supernet, spec.metrics, t.val, calib, t.pad_id, job.train.device,
+                       search.objective, caches)
     clock["features"] = (time.time(), time.process_time())
     if search.multi_trial:
         from .evolution import run_experiment
@@ -252,7 +260,8 @@ def _pick(job: SearchJob, p: _Prepared, ranked: list[Architecture], scorer, meta
     if cfg.pick == "best":
         line = f"the supernet's top-1 by inherited score ({ranked[0].metrics[p.task.spec.main_metric]:.4f})"
         return ranked[:top_k], {"rule": "best", "returned": "searched #1", "line": line}
-    plan = PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds, fit_cache=p.fit_cache)
+    plan = PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds, fit_cache=p.fit_cache,
+                    val_cache=p.val_cache)
     decision, chosen = safe_pick(plan, p.supernet.space, ranked, cfg.rerank_k, meta)
     chosen = chosen.with_metrics(**scorer.score(chosen.choices))  # its inherited scores, as the others'
     rest = [a for a in ranked if a.key() != chosen.key()]

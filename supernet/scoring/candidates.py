@@ -70,9 +70,10 @@ def save_search_state(path: Path, head: SuperHead, metrics: tuple[str, ...], dev
 
 
 def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, calib, pad_id: int, device: str,
-                       objective: Objective = Objective()) -> None:
+                       objective: Objective = Objective(), caches: tuple | None = None) -> None:
     """The search state of a trained supernet: cached features (head-only space) or the supernet
-    itself (backbone space), the cost tables and the objective."""
+    itself (backbone space), the cost tables and the objective. ``caches``: the (dev, calib) caches
+    when computed already (a frozen encoder's: supernet training cached the calibration rows)."""
     space = supernet.space
     linear = space.reference()  # full encoder, linear head
     encoder_params = supernet.encoder_parameters(linear)
@@ -86,8 +87,9 @@ def write_search_state(path: Path, supernet, metrics: tuple[str, ...], dev, cali
     costs = {"encoder_params": encoder_params, "latency_table": table, "reference": reference,
              "objective": asdict(objective)}
     if not space.has_backbone:
-        save_search_state(path, supernet.head, metrics, supernet_cache(supernet, dev, pad_id, device),
-                          dev.labels, supernet_cache(supernet, calib, pad_id, device), costs)
+        dev_cache, calib_cache = caches or (supernet_cache(supernet, dev, pad_id, device),
+                                            supernet_cache(supernet, calib, pad_id, device))
+        save_search_state(path, supernet.head, metrics, dev_cache, dev.labels, calib_cache, costs)
         return
     backbone = {"encoder_config": supernet.encoder.config.to_dict(), "pad_id": pad_id, "dev": dev, "calib": calib,
                 "supernet": {k: v.detach().cpu() for k, v in supernet.state_dict().items()}}
