@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from supernet.core.metrics import compute_metrics
 from supernet.data.splits import TaskData
 from supernet.train.frozen import EncoderCache
-from supernet.train.probe import L2_GRID, fit_linear, standardise
+from supernet.train.probe import L2_GRID, fit_linear, fit_path, standardise
 
 POOL = "mean"
 
@@ -41,8 +41,7 @@ def linear_probe(task: TaskData, caches: dict[str, EncoderCache]) -> dict[str, A
     y = lambda labels: torch.from_numpy(np.asarray(labels))
     fit_x, val_x = standardise(caches["fit"].pooled[POOL], caches["val"].pooled[POOL])
     selection = {}
-    for l2 in L2_GRID:
-        head = fit_linear(fit_x, y(task.fit.labels), classes, l2)
+    for l2, head in fit_path(fit_x, y(task.fit.labels), classes):
         selection[l2] = _metrics(task, head(val_x), task.val.labels)[task.spec.main_metric]
     best = max(L2_GRID, key=lambda l2: (selection[l2], l2))  # ties: the stronger penalty
     train_x, dev_x = standardise(caches["train"].pooled[POOL], caches["dev"].pooled[POOL])

@@ -47,7 +47,7 @@ from supernet.nn.space import SearchSpace
 from supernet.train.finetune import fine_tune, split_outputs
 from supernet.train.frozen import EncoderCache, frozen_caches
 from supernet.train.loop import FineTuneConfig, steps_per_epoch
-from supernet.train.probe import L2_GRID, fit_linear, standardise
+from supernet.train.probe import fit_path, standardise
 
 BOOTSTRAP = 2000
 REDUCTION = 3  # successive halving keeps the top third at each rung (BO-HB's reduction factor)
@@ -168,8 +168,8 @@ def _converged(cand: Standalone, train: Encoded, scored: Encoded, caches, spec) 
     x, x_scored = standardise(vector(caches[0]), vector(caches[1]))
     y = torch.from_numpy(np.asarray(train.labels))
     best = None
-    for l2 in L2_GRID:
-        out = fit_linear(x, y, spec.num_labels, l2)(x_scored).detach().numpy()
+    for _, linear in fit_path(x, y, spec.num_labels):
+        out = linear(x_scored).detach().numpy()
         score = compute_metrics(spec.metrics, out, scored.labels)[spec.main_metric]
         if best is None or score > best[0]:
             best = (score, out)

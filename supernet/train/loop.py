@@ -186,7 +186,9 @@ def optimizer_step(loss: torch.Tensor, model: torch.nn.Module, optimizer, schedu
         raise Diverged(f"loss is {mean_loss.item()} at {where}; lower --lr-encoder/--lr-head{note}")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    # over what the optimizer trains: the same norm as over every parameter (the others have no gradient),
+    # without walking a frozen encoder's module tree at every step
+    torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], grad_clip)
     optimizer.step()
     scheduler.step()
     return mean_loss

@@ -9,26 +9,37 @@ import torch.nn.functional as F
 L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)  # per-row mean loss + l2 * |W|^2, on standardised features
 
 
-def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 1000) -> torch.nn.Linear:
+def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_iter: int = 1000,
+               start: torch.nn.Linear | None = None) -> torch.nn.Linear:
     """A linear layer fitted to convergence: cross-entropy (or squared error for ``classes == 1``) plus
-    ``l2 * |W|^2``, full-batch L-BFGS with a strong-Wolfe line search, from zeros (deterministic)."""
-    linear = torch.nn.Linear(x.shape[1], classes).double()
-    torch.nn.init.zeros_(linear.weight)
-    torch.nn.init.zeros_(linear.bias)
-    x = x.double()
-    target = y.double() if classes == 1 else y.long()
-    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                            tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    ``l2 * |W|^2``, full-batch L-BFGS with a strong-Wolfe line search, from zeros (deterministic) or
+    from ``start`` (a fit at a nearby L2 strength: a path of strengths converges in fewer steps)."""
+    linear = torch.nn.Linear(x.shape[1], classes)
+    with torch.no_grad():
+        linear.weight.copy_(start.weight if start is not None else torch.zeros_like(linear.weight))
+        linear.bias.copy_(start.bias if start is not None else torch.zeros_like(linear.bias))
+    target = y.float() if classes == 1 else y.long()
+    opt = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=max_iter, tolerance_grad=1e-7,
+                            tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        out = linear(x)
+        out = linear(x.float())
         loss = (F.mse_loss(out.squeeze(-1), target) if classes == 1 else F.cross_entropy(out, target))
         loss = loss + l2 * linear.weight.pow(2).sum()
         loss.backward()
         return loss
     opt.step(closure)
-    return linear.float()
+    return linear
+
+
+def fit_path(x: torch.Tensor, y: torch.Tensor, classes: int, strengths=None) -> list[tuple[float, torch.nn.Linear]]:
+    """``fit_linear`` at every L2 strength, strongest first, each fit starting from the one before."""
+    out, start = [], None
+    for l2 in sorted(strengths or L2_GRID, reverse=True):
+        start = fit_linear(x, y, classes, l2, start=start)
+        out.append((l2, start))
+    return out
 
 
 def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
