@@ -57,7 +57,8 @@ def main_command(repo: Path, extra: list[str]) -> dict:
         run = Path(d) / "run"
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.time()
-        proc = subprocess.run([sys.executable, "-m", "supernet.search", *MAIN, *extra, "--output-dir", str(run)],
+        flags = [f for f in MAIN if not ("--webui" in extra and f == "--no-webui")] + [f for f in extra if f != "--webui"]
+        proc = subprocess.run([sys.executable, "-m", "supernet.search", *flags, "--output-dir", str(run)],
                               cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
         wall = time.time() - t0
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -69,14 +70,24 @@ def main_command(repo: Path, extra: list[str]) -> dict:
             "stages_seconds": summary["seconds"], "last_lines": proc.stdout.strip().splitlines()[-2:]}
 
 
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repo", type=Path, default=ROOT, help="checkout whose main command is timed (default: this)")
     p.add_argument("--extra", default="", help="more flags for the main command, e.g. '--pick best'")
+    p.add_argument("--webui", action="store_true",
+                   help="also run the main command with the web UI (issue #32 goal 2: within 1.3x of in-process)")
     p.add_argument("--out", type=Path, help="write the measurements here (JSON)")
     args = p.parse_args(argv)
     extra = args.extra.split()
     cmd = main_command(args.repo.resolve(), extra)
+    webui = main_command(args.repo.resolve(), [*extra, "--webui", "--port", str(free_port())]) if args.webui else None
     enc = encoder_pass(8000)
     result = {"encoder_pass": enc, "main_command": cmd, "command": " ".join(["python -m supernet.search", *MAIN,
                                                                            *extra]),
@@ -84,11 +95,19 @@ def main(argv=None) -> dict:
                                                                capture_output=True, text=True).stdout.strip(),
               "ratio_cpu": cmd["cpu_seconds"] / enc["cpu_seconds"], "ratio_wall": cmd["seconds"] / enc["seconds"],
               "load_average": list(os.getloadavg())}
+    if webui:
+        result.update(main_command_webui=webui, webui_ratio_wall=webui["seconds"] / cmd["seconds"],
+                      webui_ratio_cpu=webui["cpu_seconds"] / cmd["cpu_seconds"])
     report = {k: v for k, v in cmd["stages_cpu_seconds"].items()}
     print(f"encoder pass: {enc['cpu_seconds']:.1f} CPU s, {enc['seconds']:.1f} s wall ({enc['rows']} rows)\n"
           f"main command: {cmd['cpu_seconds']:.1f} CPU s, {cmd['seconds']:.1f} s wall; stages (CPU s): "
           + ", ".join(f"{k} {v:.1f}" for k, v in report.items())
           + f"\nratio to one encoder pass: CPU {result['ratio_cpu']:.2f}x, wall {result['ratio_wall']:.2f}x")
+    if webui:
+        print(f"with the web UI: {webui['cpu_seconds']:.1f} CPU s, {webui['seconds']:.1f} s wall "
+              f"(search stage {webui['stages_seconds']['search']:.1f} s vs {cmd['stages_seconds']['search']:.1f} s "
+              f"in-process); web UI / in-process: wall {result['webui_ratio_wall']:.2f}x, "
+              f"CPU {result['webui_ratio_cpu']:.2f}x")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=2) + "\n")

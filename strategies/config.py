@@ -11,6 +11,9 @@ from supernet.scoring.cost import PENALTIES, Objective
 
 from .registry import NAMES, StrategySpec, get_strategy
 
+# web-UI trials at once: each is a ~0.1 s process asking this one for its scores (strategies.trial_entry);
+# 96 trials of the README's search took 100 s at 1, 28 s at 4, 17 s at 8, 13 s at 16 (2-core CPU)
+DEFAULT_CONCURRENCY = 8
 PICKS = ("safe", "best")  # --pick: see strategies.pick
 # settings a resumed search may change: they decide how it is shown, not what it finds
 DISPLAY_FIELDS = ("webui", "port", "host", "linger")
@@ -28,7 +31,8 @@ class SearchConfig(Config):
     trials: int = arg(64, "candidates to evaluate")
     population: int = arg(16, "evolution population size")
     sample_size: int = arg(4, "evolution tournament size")
-    concurrency: int = arg(1, "trials at once in the web UI (>1 is faster but hits NNI issue #5726)")
+    concurrency: int | None = arg(None, "trials at once in the web UI (default: %d, and at most --population for "
+                                        "evolution)" % DEFAULT_CONCURRENCY)
     top_k: int = arg(3, "architectures to export")
     penalty: str = arg("none", "maximise the metric minus --penalty-weight x the candidate's parameters (or "
                                "lookup-table latency; backbone spaces) relative to the full encoder with a linear "
@@ -63,9 +67,17 @@ class SearchConfig(Config):
 
     def __post_init__(self):
         self.spec  # validates --strategy
+        start = self.spec.search.random_start if self.spec.search else None
+        if self.concurrency is None:  # frozen dataclass
+            object.__setattr__(self, "concurrency", min(DEFAULT_CONCURRENCY, getattr(self, start) if start else
+                                                        DEFAULT_CONCURRENCY))
         if self.trials < 1 or self.top_k < 1 or self.concurrency < 1:
             raise InputError("--trials, --top-k and --concurrency must be >= 1")
-        start = self.spec.search.random_start if self.spec.search else None
+        if start and self.concurrency > getattr(self, start):
+            # NNI's evolution draws a parent from the finished population: with every member still running
+            # it has none and crashes (max() of an empty sequence, seen at --concurrency 32, --population 16)
+            raise InputError(f"--concurrency {self.concurrency} > --{start} {getattr(self, start)}: evolution needs a "
+                             f"finished member to mutate; use at most {getattr(self, start)}")
         if start and self.trials <= getattr(self, start):
             warnings.warn(f"--trials {self.trials} <= --{start} {getattr(self, start)}: {self.spec.search.name} draws "
                           f"its first {start} at random, so every trial is random; lower --{start} or raise --trials",

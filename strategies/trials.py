@@ -28,7 +28,7 @@ import nni
 from torch import nn
 
 from supernet.core.files import atomic_write_text
-from supernet.core.nni_compat import manager_bound_to, patch_nnictl_lock
+from supernet.core.nni_compat import patched_manager, patch_nnictl_lock
 from supernet.core.webui import check_port_free, url, warn_if_exposed
 from supernet.nn.space import get_space
 from supernet.nn.supernet import LabelSpace
@@ -223,12 +223,6 @@ def run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, led
         stop_stale_manager(work_dir, cfg.port)
         check_port_free(cfg.port, cfg.host)
         warn_if_exposed(cfg.host, cfg.port)
-        if cfg.concurrency > 1:
-            # Seen here and reported as NNI issue #5726 (open): with concurrent local trials, a trial can
-            # receive another trial's parameters, and its metric is then credited to the wrong candidate.
-            logging.getLogger(__name__).warning(
-                "--concurrency %d: NNI 3.0 can swap parameters between concurrent trials (NNI issue #5726), "
-                "so the strategy may learn from mismatched scores; exports are re-scored", cfg.concurrency)
     # local web-UI trials ask a scoring server here; trials on other machines score for themselves
     server = ScoringServer(state_path, ledger) if cfg.webui and not cfg.training_service_config else None
     evaluator = FunctionalEvaluator(evaluate_candidate, state_path=str(state_path.resolve()),
@@ -254,7 +248,7 @@ def run_nni(space: str, state_path: Path, cfg: SearchConfig, work_dir: Path, led
         print(f"NNI web UI: {url(cfg.host, cfg.port)}  (experiment {exp.id}; reopen later with "
               f"`python -m supernet.view {work_dir.parent}`)", flush=True)
     try:
-        with manager_bound_to(cfg.host):  # NNI's manager listens on every interface otherwise (nni_compat)
+        with patched_manager(cfg.host):  # loopback only; each trial its own parameter (nni_compat)
             exp.run(port=cfg.port)
         if cfg.webui and cfg.linger > 0:
             print(f"search done; the web UI stays up for {cfg.linger:g} s", flush=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 from supernet.core.cli import add_config_group, parser, run_cli
 from supernet.core.config import Config, from_args
 from supernet.core.errors import MissingInput
-from supernet.core.nni_compat import manager_bound_to
+from supernet.core.nni_compat import patched_manager
 from supernet.core.webui import check_host, check_port_free, check_port_range, host_arg, port_arg, url, warn_if_exposed
 
 
@@ -35,7 +35,7 @@ def view(run_dir: Path, cfg: ViewConfig) -> None:
     # from the run directory itself, not from NNI's manifest of experiments in the home directory
     exp.config = launcher.get_stopped_experiment_config(exp_id, exp_dir=str((run_dir / "nni").resolve()))
     print(f"NNI web UI: {url(cfg.host, port)}  (experiment {exp_id}; Ctrl-C to stop)", flush=True)
-    with manager_bound_to(cfg.host):  # NNI's manager listens on every interface otherwise (nni_compat)
+    with patched_manager(cfg.host):  # loopback only; each trial its own parameter (nni_compat)
         _serve(exp, port)
 
 

@@ -125,11 +125,70 @@ def test_nnictl_lock_times_out_instead_of_waiting_for_ever(tmp_path):
 def test_the_manager_preload_is_set_for_its_start_only(monkeypatch):
     """NODE_OPTIONS carries the preload while NNI's manager starts, and is restored after (a user's own
     NODE_OPTIONS kept); the preload itself is shipped with the package."""
-    from supernet.core.nni_compat import BIND_HOST_JS, manager_bound_to
+    from supernet.core.nni_compat import MANAGER_PRELOAD_JS, patched_manager
     monkeypatch.setenv("NODE_OPTIONS", "--max-old-space-size=100")
     monkeypatch.delenv("HEADNAS_NNI_HOST", raising=False)
-    with manager_bound_to("0.0.0.0"):
-        assert os.environ["NODE_OPTIONS"] == f"--max-old-space-size=100 --require {BIND_HOST_JS}"
+    with patched_manager("0.0.0.0"):
+        assert os.environ["NODE_OPTIONS"] == f"--max-old-space-size=100 --require {MANAGER_PRELOAD_JS}"
         assert os.environ["HEADNAS_NNI_HOST"] == "0.0.0.0"
     assert os.environ["NODE_OPTIONS"] == "--max-old-space-size=100" and "HEADNAS_NNI_HOST" not in os.environ
-    assert "net.Server.prototype.listen" in BIND_HOST_JS.read_text()
+    assert "net.Server.prototype.listen" in MANAGER_PRELOAD_JS.read_text()
+
+
+# NNI's own V3asV1 (the manager's local training service), driven with a stand-in for its trial keeper:
+# trials B and A ask for their parameters in the order opposite to their submission, and C asks before
+# its submission is recorded (NNI's placeholder form first, as onTrialStart leaves it).
+_PARAMETER_HARNESS = r"""
+const path = require('path');
+const [nniNode, preload] = process.argv.slice(1);
+if (preload) require(preload);
+require(path.join(nniNode, 'node_modules/app-module-path')).addPath(nniNode);
+require('common/globals');  // NNI's modules expect it loaded first, as main.js does
+const { V3asV1 } = require(path.join(nniNode, 'training_service/v3/compat.js'));
+const sent = [];
+let request;
+const v3 = new Proxy({
+  init: async () => {}, start: async () => [], uploadDirectory: async () => {},
+  onRequestParameter: (handler) => { request = handler; },
+  sendParameter: async (trial, parameter) => { sent.push([trial, parameter]); },
+}, { get: (known, key) => (key in known ? known[key] : () => {}) });
+const service = Object.assign(Object.create(V3asV1.prototype), {
+  v3, trialJobs: {}, parameters: [], allocatedParameters: new Map(), environments: [],
+  config: { trialCodeDirectory: '.' }, startDeferred: { resolve() {} },
+});
+const form = (sequenceId, value) => ({ sequenceId, hyperParameters: { value, index: 0 } });
+(async () => {
+  await service.start();
+  service.parameters.push('p0', 'p1', 'p2');  // submitted in this order
+  service.trialJobs.A = { form: form(0, 'p0') };
+  service.trialJobs.B = { form: form(1, 'p1') };
+  await request('B');
+  await request('A');
+  service.trialJobs.C = { form: form(-1, 'null') };
+  const late = request('C');
+  setTimeout(() => { service.trialJobs.C = { form: form(2, 'p2') }; }, 30);
+  await late;
+  console.log(JSON.stringify({ sent, left: service.parameters }));
+})();
+"""
+
+
+def _parameters_sent(preload: str) -> dict:
+    import json
+
+    import nni_node
+    node_dir = os.path.dirname(nni_node.__file__)
+    out = subprocess.run([os.path.join(node_dir, "node"), "-e", _PARAMETER_HARNESS, node_dir, preload],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return json.loads(out)
+
+
+def test_nni_answers_a_trial_with_another_trials_parameter():
+    """NNI 3.0 as shipped (issue #5726): the first trial to ask gets the oldest parameter, its own or not."""
+    assert _parameters_sent("")["sent"] == [["B", "p0"], ["A", "p1"], ["C", "p2"]]
+
+
+def test_the_preload_gives_each_trial_its_own_parameter():
+    from supernet.core.nni_compat import MANAGER_PRELOAD_JS
+    got = _parameters_sent(str(MANAGER_PRELOAD_JS))
+    assert got == {"sent": [["B", "p1"], ["A", "p0"], ["C", "p2"]], "left": []}

@@ -93,6 +93,7 @@ def test_existing_run_dir_is_never_overwritten(tmp_path, glue_dir, capsys):
     (["--task", "glue9"], "unknown task 'glue9'"),
     (["--space", "huge"], "unknown space 'huge'"),
     (["--sample-size", "50", "--population", "4"], "--sample-size must be in"),
+    (["--concurrency", "5", "--population", "4"], "--concurrency 5 > --population 4: evolution needs a finished"),
     (["--model", "/"], "is not a model directory"),
     (["--resume", "/nonexistent/run"], "no run_config.json there (not a search run directory)"),
 ])
@@ -115,7 +116,7 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "supernet.search", *SMALL, "--glue-dir", str(glue_dir),
                              "--output-dir", str(run), "--trials", "4", "--population", "2", "--sample-size", "1",
-                             "--port", str(port), "--webui-linger", "15"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             "--concurrency", "2", "--port", str(port), "--webui-linger", "15"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     jobs, deadline, bound = [], time.time() + 240, set()
     try:
@@ -136,7 +137,7 @@ def test_webui_shows_every_trial_with_its_metric(tmp_path, glue_dir):
     assert bound == {"127.0.0.1"}, bound  # NNI's manager, unauthenticated, on loopback only (nni_compat item 6)
     finals = [json.loads(json.loads(j["finalMetricData"][0]["data"])) for j in jobs if j.get("finalMetricData")]
     assert len(finals) == 4 and all(0.0 <= m["default"] <= 1.0 and "f1" in m for m in finals)
-    # what the web UI shows for a trial (its sample) is what produced its metric
+    # what the web UI shows for a trial (its sample) is what produced its metric, two trials at once (nni_compat 7)
     from supernet.scoring.candidates import CandidateScorer
     scorer = CandidateScorer.from_file(run / "search_state.pt")
     for job, final in zip(jobs, finals):

@@ -30,9 +30,15 @@
    experiment runs no trial, so neither is used). Applied by ``supernet.view``.
 6. NNI's manager serves its REST API (which can stop an experiment or change it, with no
    authentication) with ``app.listen(port)``: on every interface, and NNI has no option for it.
-   ``manager_bound_to(host)`` starts it with ``NODE_OPTIONS=--require bind_host.js``, a preload that
-   gives such a ``listen`` the host (127.0.0.1 unless ``--host`` says otherwise). Applied by
+   ``patched_manager(host)`` starts it with ``NODE_OPTIONS=--require manager_preload.js``, a preload
+   that gives such a ``listen`` the host (127.0.0.1 unless ``--host`` says otherwise). Applied by
    ``strategies.trials`` and ``supernet.view`` around the manager's start.
+7. With ``--concurrency`` > 1, NNI's manager hands each trial that asks for its parameter the oldest
+   one submitted, not its own (``V3asV1`` in ``training_service/v3/compat.js``: one FIFO for all
+   trials; reported upstream as NNI issue #5726). Seen here: at concurrency 8, 75 of 96 web-UI
+   trials showed another trial's metric beside their own parameters. The same preload answers a
+   trial's request with that trial's own parameter (``tests/test_nni_compat.py`` runs it against the
+   shipped ``compat.js``; ``tests/test_search.py`` checks a concurrent web-UI search trial by trial).
 """
 from __future__ import annotations
 
@@ -147,15 +153,16 @@ def patch_nas_experiment_view() -> None:
     launcher.get_stopped_experiment_config_json = config_json
     launcher._compat_patched = True
 
-BIND_HOST_JS = Path(__file__).with_name("bind_host.js")
+MANAGER_PRELOAD_JS = Path(__file__).with_name("manager_preload.js")
 
 
 @contextlib.contextmanager
-def manager_bound_to(host: str):
-    """NNI's manager, started inside, listens on ``host`` only (item 6): the preload goes into the
-    environment the manager inherits, and both variables are restored after."""
+def patched_manager(host: str):
+    """NNI's manager, started inside, listens on ``host`` only (item 6) and gives each trial its own
+    parameter (item 7): the preload goes into the environment the manager inherits, and both
+    variables are restored after."""
     saved = {k: os.environ.get(k) for k in ("NODE_OPTIONS", "HEADNAS_NNI_HOST")}
-    os.environ["NODE_OPTIONS"] = f"{saved['NODE_OPTIONS'] or ''} --require {BIND_HOST_JS}".strip()
+    os.environ["NODE_OPTIONS"] = f"{saved['NODE_OPTIONS'] or ''} --require {MANAGER_PRELOAD_JS}".strip()
     os.environ["HEADNAS_NNI_HOST"] = host
     try:
         yield
