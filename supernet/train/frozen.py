@@ -27,7 +27,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
+from supernet.core import distributed
 from supernet.core.metrics import compute_metrics
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
@@ -36,6 +38,7 @@ from supernet.nn.reading import EncodeFn, Features, Needs, pooled_view
 from supernet.train.loop import EpochBatches, Loop, Progress, make_optimizer, steps_per_epoch
 
 BATCH = 128  # rows per encoder forward while caching, and per head forward in ``outputs``
+PROGRESS_ROWS = 4096  # splits of at least this many rows show a progress bar while they are encoded
 
 
 def apply_regime(encoder: nn.Module, freeze: bool) -> None:
@@ -149,22 +152,37 @@ class EncoderCache:
 @torch.no_grad()
 def _encode_rows(encode: EncodeFn, data: Encoded, pad_id: int, needs: Needs, device) -> tuple:
     """(poolings (N, H), packed token states or None, every layer's poolings (N, L+1, H) or None) of
-    one view of ``data``: ``encode`` over batches of consecutive rows."""
-    pooled: dict[str, list[torch.Tensor]] = {}
-    layered: dict[str, list[torch.Tensor]] = {}
-    states: list[torch.Tensor] = []
-    for start in range(0, len(data), BATCH):
+    one view of ``data``: ``encode`` over batches of consecutive rows.
+
+    Each output is allocated once at its final size and filled batch by batch. Collecting per-batch
+    chunks and concatenating them held twice the cache at the end, and a chunk that was a view (the
+    [CLS] pooling is ``hidden[:, 0]``) kept its batch's whole hidden-state tensor alive: on SST-2's
+    67,349 rows the process peaked at 8.3 GiB for a 1.7 GiB cache."""
+    pooled: dict[str, torch.Tensor] = {}
+    layered: dict[str, torch.Tensor] = {}
+    tokens = None
+    filled = 0  # token states written so far
+    starts = range(0, len(data), BATCH)
+    # a bar only where encoding takes a while (a full SST-2 is minutes on a CPU); smaller splits stay quiet
+    for start in tqdm(starts, desc=f"encoding {len(data):,} rows", unit="batch", leave=False, dynamic_ncols=True,
+                      disable=len(data) < PROGRESS_ROWS or not distributed.is_main()):
         rows = np.arange(start, min(start + BATCH, len(data)))
         batch = {k: v.to(device) for k, v in pad_batch(data, rows, pad_id).items()}
         f = pooled_view(encode(batch, needs.layers), batch["attention_mask"], needs, needs.hidden)
-        for name, value in f.pooled.items():
-            pooled.setdefault(name, []).append(value.float().cpu())
-        for name, value in (f.layered or {}).items():
-            layered.setdefault(name, []).append(value.float().cpu())
+        for out, got in ((pooled, f.pooled), (layered, f.layered or {})):
+            for name, value in got.items():
+                if name not in out:
+                    out[name] = torch.empty((len(data), *value.shape[1:]), dtype=torch.float32)
+                out[name][rows[0]:rows[-1] + 1] = value  # a copy: no reference to the batch survives
         if needs.hidden:
-            states.append(f.hidden[f.mask.bool()].float().cpu())  # real tokens, row by row
-    cat = lambda d: {name: torch.cat(chunks) for name, chunks in d.items()}
-    return cat(pooled), torch.cat(states) if needs.hidden else None, cat(layered) if needs.layers else None
+            real = f.hidden[f.mask.bool()]  # real tokens, row by row
+            if tokens is None:
+                tokens = torch.empty((int(data.lengths.sum()), real.shape[-1]), dtype=torch.float32)
+            tokens[filled:filled + len(real)] = real
+            filled += len(real)
+    if tokens is not None and filled != len(tokens):
+        raise RuntimeError(f"the encoder's mask kept {filled} tokens; the rows' lengths sum to {len(tokens)}")
+    return pooled, tokens, layered if needs.layers else None
 
 
 def frozen_caches(encoder: nn.Module, splits: tuple[Encoded, ...], pad_id: int, needs: Needs,
