@@ -244,6 +244,26 @@ def test_lp_ft_warms_every_supernet_head_first(tiny_encoder, tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("freeze", [True, False])
+def test_probes_score_at_most_probe_rows_evaluation_rows(tiny_encoder, tmp_path, monkeypatch, freeze):
+    """The probes' training curve reads a bounded, evenly spread sample of the evaluation rows, in both
+    regimes (on every row it cost ~40 % of supernet training on full SST-2)."""
+    import supernet.train.supernet as T
+    from supernet.data.tasks import get_task
+    monkeypatch.setattr(T, "PROBE_ROWS", 7)
+    seen = []
+    real_heads, real_probes = T.score_heads, T.score_probes
+    monkeypatch.setattr(T, "score_heads", lambda head, spec, cache, labels, archs:
+                        seen.append(cache.rows) or real_heads(head, spec, cache, labels, archs))
+    monkeypatch.setattr(T, "score_probes", lambda net, spec, dev, *a:
+                        seen.append(len(dev)) or real_probes(net, spec, dev, *a))
+    net = HeadSupernet(tiny_encoder, get_space(SPACE), 2)
+    cfg = T.TrainConfig(space=SPACE, max_steps=2, batch_size=8, heads_per_step=2, eval_every=1, freeze_encoder=freeze)
+    T.train_supernet(net, get_task("mrpc"), _pairs(24), _pairs(30), 0, cfg, tmp_path)
+    assert len(seen) >= 2 and set(seen) == {7}  # two evaluations, each on 7 of the 30 rows
+    assert T.probe_rows(30).tolist() == [0, 5, 10, 14, 19, 24, 29] and T.probe_rows(7).tolist() == list(range(7))
+
+
+@pytest.mark.parametrize("freeze", [True, False])
 def test_a_scalar_mix_trains_with_its_head(tiny_encoder, freeze):
     """The mix's weights are the head's parameters: the optimizer trains them (they were once left out)."""
     from retrain.run import RetrainConfig
