@@ -10,7 +10,7 @@ diagonal P (384 weights) and a full linear P (384 x 384 + bias).
 
 Protocol of #18: the epoch is chosen on the validation split carved from train (seed 0); dev is
 read only to report, at seeds 1-3; Δ vs the zero-parameter cosine is a paired bootstrap over dev
-rows (seed-averaged predictions; 2,000 resamples).
+rows (seed-averaged predictions; the safe pick's ``paired_bootstrap``, 2,000 resamples).
 
     GLUE_DIR=../shared/data/glue python bench/cosine_projection.py --out bench/results/cosine-projection-stsb-frozen/result.json
 """
@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import pearsonr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from strategies.pick import paired_bootstrap  # noqa: E402
+from supernet.core.metrics import pearson  # noqa: E402
 from supernet.data.sources import DataConfig  # noqa: E402
 from supernet.data.splits import load_task  # noqa: E402
 from supernet.nn.encoder import EncoderConfig, load_tokenizer  # noqa: E402
@@ -68,22 +69,11 @@ def fit(kind: str, seed: int, fit_uv, fit_y, val_uv, val_y, epochs: int, lr: flo
             loss.backward()
             opt.step()
         with torch.no_grad():
-            score = pearsonr(F.cosine_similarity(p(val_uv[0]), p(val_uv[1])).numpy(), val_y)[0]
+            score = pearson(F.cosine_similarity(p(val_uv[0]), p(val_uv[1])).numpy(), val_y)
         if score > best[0]:
             best = (float(score), epoch, {k: v.clone() for k, v in p.state_dict().items()})
     p.load_state_dict(best[2])
     return best[1], best[0], p
-
-
-def bootstrap_delta(a: np.ndarray, b: np.ndarray, y: np.ndarray, n: int = 2000, seed: int = 0):
-    """Pearson(a) - Pearson(b) on dev, with a paired bootstrap 95 % CI over rows."""
-    rng = np.random.default_rng(seed)
-    diffs = []
-    for _ in range(n):
-        i = rng.integers(0, len(y), len(y))
-        diffs.append(pearsonr(a[i], y[i])[0] - pearsonr(b[i], y[i])[0])
-    return float(pearsonr(a, y)[0] - pearsonr(b, y)[0]), [float(np.percentile(diffs, 2.5)),
-                                                            float(np.percentile(diffs, 97.5))]
 
 
 def main(argv=None) -> dict:
@@ -107,8 +97,8 @@ def main(argv=None) -> dict:
     y = {role: getattr(task, role).labels.astype(np.float64) for role in uv}
     zero = F.cosine_similarity(*uv["dev"]).numpy()
     out = {"task": args.task, "args": {k: str(v) for k, v in vars(args).items()},
-           "zero_parameter_cosine": {"val_pearson": float(pearsonr(F.cosine_similarity(*uv["val"]).numpy(), y["val"])[0]),
-                                     "dev_pearson": float(pearsonr(zero, y["dev"])[0])},
+           "zero_parameter_cosine": {"val_pearson": pearson(F.cosine_similarity(*uv["val"]).numpy(), y["val"]),
+                                     "dev_pearson": pearson(zero, y["dev"])},
            "encoding_cpu_seconds": encode_cpu}
     for kind in ("diagonal", "linear"):
         runs, preds, cpu1 = [], [], time.process_time()
@@ -117,9 +107,10 @@ def main(argv=None) -> dict:
             with torch.no_grad():
                 pred = F.cosine_similarity(p(uv["dev"][0]), p(uv["dev"][1])).numpy()
             preds.append(pred)
-            runs.append({"seed": seed, "epoch": epoch, "val_pearson": val, "dev_pearson": float(pearsonr(pred, y["dev"])[0])})
+            runs.append({"seed": seed, "epoch": epoch, "val_pearson": val, "dev_pearson": pearson(pred, y["dev"])})
         dev = [r["dev_pearson"] for r in runs]
-        delta, ci = bootstrap_delta(np.mean(preds, 0), zero, y["dev"])
+        boot = paired_bootstrap(np.mean(preds, 0), zero, y["dev"], ("pearson",))  # the safe pick's test
+        delta, ci = boot["delta"], boot["ci95"]
         out[kind] = {"seeds": runs, "dev_pearson_mean": float(np.mean(dev)), "dev_pearson_std": float(np.std(dev, ddof=1)),
                      "delta_vs_zero_parameter_cosine": delta, "delta_ci95": ci,
                      "training_cpu_seconds": time.process_time() - cpu1}

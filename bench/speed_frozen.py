@@ -51,23 +51,33 @@ def encoder_pass(rows: int) -> dict[str, float]:
     return {"seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0, "rows": len(data)}
 
 
-def main_command(repo: Path, extra: list[str]) -> dict:
-    """The README's main command in a child process: its CPU (rusage) and wall seconds, and its stages."""
+def timed_child(args: list[str], repo: Path = ROOT, lines: int = 2) -> dict:
+    """``python -m <args>`` from ``repo`` in a child process: its CPU (rusage, with the descendants it
+    waited for) and wall seconds, and its stdout's last ``lines``; a failure stops the benchmark."""
+    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
+    proc = subprocess.run([sys.executable, "-m", *args], cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                          capture_output=True, text=True)
+    wall, after = time.time() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{' '.join(args[:2])} failed:\n{proc.stderr[-2000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"seconds": wall, "cpu_seconds": cpu, "last_lines": proc.stdout.strip().splitlines()[-lines:]}
+
+
+def timed_search(flags: list[str], repo: Path = ROOT, lines: int = 2) -> dict:
+    """``python -m supernet.search`` with ``flags`` in a fresh run directory (``timed_child``), plus its
+    stages' seconds from ``search_summary.json``."""
     with tempfile.TemporaryDirectory() as d:
         run = Path(d) / "run"
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.time()
-        flags = [f for f in MAIN if not ("--webui" in extra and f == "--no-webui")] + [f for f in extra if f != "--webui"]
-        proc = subprocess.run([sys.executable, "-m", "supernet.search", *flags, "--output-dir", str(run)],
-                              cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
-        wall = time.time() - t0
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if proc.returncode:
-            raise SystemExit(proc.stderr[-2000:])
+        r = timed_child(["supernet.search", *flags, "--output-dir", str(run)], repo, lines)
         summary = json.loads((run / "search_summary.json").read_text())
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"seconds": wall, "cpu_seconds": cpu, "stages_cpu_seconds": summary["cpu_seconds"],
-            "stages_seconds": summary["seconds"], "last_lines": proc.stdout.strip().splitlines()[-2:]}
+    return {**r, "stages_cpu_seconds": summary["cpu_seconds"], "stages_seconds": summary["seconds"]}
+
+
+def main_command(repo: Path, extra: list[str]) -> dict:
+    """The README's main command in a child process: its CPU (rusage) and wall seconds, and its stages."""
+    flags = [f for f in MAIN if not ("--webui" in extra and f == "--no-webui")] + [f for f in extra if f != "--webui"]
+    return timed_search(flags, repo)
 
 
 def free_port() -> int:

@@ -15,27 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-
-def child(args: list[str]) -> dict:
-    """Run ``python -m <args>`` from this checkout: its CPU (rusage) and wall seconds, and its stdout's end."""
-    before, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.time()
-    proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)
-    wall, after = time.time() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode:
-        raise SystemExit(f"{' '.join(args[:2])} failed:\n{proc.stderr[-2000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"seconds": wall, "cpu_seconds": cpu, "last_lines": proc.stdout.strip().splitlines()[-3:]}
+from speed_frozen import timed_child, timed_search  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -51,15 +39,11 @@ def main(argv=None) -> dict:
     result: dict = {"shared_flags": shared, "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"],
                                                                      capture_output=True, text=True).stdout.strip()}
     with tempfile.TemporaryDirectory() as d:
-        result["linear_fine_tune"] = child(["retrain", "linear", *shared, "--seeds", "1", "--output-dir",
-                                            f"{d}/linear"])
-        for pick in ("best", "safe"):
-            run = Path(d) / f"search-{pick}"
-            r = child(["supernet.search", "--strategy", "evolution", *shared, "--trials", "96", "--no-webui",
-                       "--pick", pick, "--output-dir", str(run)])
-            summary = json.loads((run / "search_summary.json").read_text())
-            r.update(stages_cpu_seconds=summary["cpu_seconds"], stages_seconds=summary["seconds"])
-            result[f"search_pick_{pick}"] = r
+        result["linear_fine_tune"] = timed_child(["retrain", "linear", *shared, "--seeds", "1", "--output-dir",
+                                                  f"{d}/linear"], lines=3)
+    for pick in ("best", "safe"):
+        result[f"search_pick_{pick}"] = timed_search(["--strategy", "evolution", *shared, "--trials", "96",
+                                                      "--no-webui", "--pick", pick], lines=3)
     base = result["linear_fine_tune"]
     print(f"one linear-head fine-tune: {base['cpu_seconds']:.1f} CPU s, {base['seconds']:.1f} s wall")
     for pick in ("best", "safe"):
