@@ -46,6 +46,8 @@ def main(argv=None) -> dict:
     p.add_argument("--epochs", type=float, default=10.0)
     p.add_argument("--lr-head", type=float, default=1e-3)
     p.add_argument("--seeds", default="1,2,3")
+    p.add_argument("--linear-fit", choices=("budget", "converged"), default="budget",
+                   help="budget: each arm trained for --epochs (the committed results); converged: L-BFGS")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -53,7 +55,7 @@ def main(argv=None) -> dict:
     task = load_task(data, load_tokenizer(None))
     space = resolve_space("auto", len(task.spec.text_columns))
     heads = arms(space, task.spec.name, encoder.name)
-    cfg = RetrainConfig(epochs=args.epochs, lr_head=args.lr_head, freeze_encoder=True,
+    cfg = RetrainConfig(epochs=args.epochs, lr_head=args.lr_head, freeze_encoder=True, linear_fit=args.linear_fit,
                         seeds=tuple(int(s) for s in args.seeds.split(",")))
     results = retrain_heads([(f"arm{i}", a) for i, a in enumerate(heads.values())],
                             RetrainPlan(task, cfg, encoder, data), args.out)

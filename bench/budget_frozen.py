@@ -42,7 +42,8 @@ def main(argv=None) -> dict:
         heads = [(h, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
                  for h, pool in (("linear", "pooler"), ("linear_mean", "mean"))]
         for lr in args.lrs.split(","):
-            cfg = RetrainConfig(epochs=args.epochs, lr_head=float(lr), seeds=(args.seed,), freeze_encoder=True)
+            cfg = RetrainConfig(epochs=args.epochs, lr_head=float(lr), seeds=(args.seed,), freeze_encoder=True,
+                                linear_fit="budget")  # a curve over epochs, not one converged fit
             res = retrain_heads(heads, RetrainPlan(task, cfg, encoder, data, caches=caches),
                                 Path(args.out) / f"{name}-lr{lr}")
             for h, r in res["heads"].items():

@@ -220,7 +220,7 @@ def main(argv=None) -> dict:
                       max_train_samples=args.small_rows if args.regime == "small" else args.max_train_samples)
     cfg = RetrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr_encoder=args.lr_encoder,
                         lr_head=args.lr_head, seeds=tuple(int(s) for s in args.seeds.split(",")),
-                        freeze_encoder=args.regime == "frozen")
+                        freeze_encoder=args.regime == "frozen", linear_fit="budget")  # every head alike
     task = load_task(data, load_tokenizer(encoder.model))
     heads = [(f"h{i:02d}", Architecture(args.space, a, encoder=encoder.name, task=task.spec.name,
                                         labels=task.spec.label_names))

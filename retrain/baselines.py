@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from supernet.core.metrics import compute_metrics
 from supernet.data.splits import TaskData
 from supernet.train.frozen import EncoderCache
-from supernet.train.probe import L2_GRID, fit_linear, fit_path, standardise
+from supernet.train.probe import select_and_refit
 
 POOL = "mean"
 
@@ -37,16 +37,11 @@ def linear_probe(task: TaskData, caches: dict[str, EncoderCache]) -> dict[str, A
     """The converged linear probe (module docstring): the L2 strength by the selection split, then a
     refit on every training row, reported on the dev split. ``caches``: fit, val, train and dev."""
     t0, cpu0 = time.time(), time.process_time()
-    classes = task.spec.num_labels
     y = lambda labels: torch.from_numpy(np.asarray(labels))
-    fit_x, val_x = standardise(caches["fit"].pooled[POOL], caches["val"].pooled[POOL])
-    selection = {}
-    for l2, head in fit_path(fit_x, y(task.fit.labels), classes):
-        selection[l2] = _metrics(task, head(val_x), task.val.labels)[task.spec.main_metric]
-    best = max(L2_GRID, key=lambda l2: (selection[l2], l2))  # ties: the stronger penalty
-    train_x, dev_x = standardise(caches["train"].pooled[POOL], caches["dev"].pooled[POOL])
-    head = fit_linear(train_x, y(task.train.labels), classes, best)
-    return {"metrics": _metrics(task, head(dev_x), task.dev.labels), "l2": best,
+    read = lambda split: (caches[split].pooled[POOL], y(getattr(task, split).labels))
+    score = lambda out, labels: _metrics(task, out, labels.numpy())[task.spec.main_metric]
+    head, best, selection = select_and_refit(read("fit"), read("val"), read("train"), task.spec.num_labels, score)
+    return {"metrics": _metrics(task, head(caches["dev"].pooled[POOL]), task.dev.labels), "l2": best,
             "selection": {str(k): v for k, v in selection.items()}, "parameters": sum(p.numel() for p in
                                                                                        head.parameters()),
             "seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}

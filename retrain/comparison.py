@@ -338,7 +338,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
     plan = RetrainPlan(task, ft, encoder, data, configs=arms.configs)
     caches = frozen_splits(task, encoder, arms.heads, ft.device) if ft.freeze_encoder else None
     if caches:  # the encoder's outputs once, for every retrain and for the baselines fitted on them
-        plan = replace(plan, caches=(caches["train"], caches["dev"]))
+        plan = replace(plan, caches=(caches["train"], caches["dev"]), selection=(caches["fit"], caches["val"]))
     # every head with the same loop, budget and report seeds (BO-HB's lr variant with its own learning rate)
     results = retrain_heads(arms.heads, plan, out / "retrain")
     if caches:

@@ -7,14 +7,17 @@ same loop (``supernet.train.loop``), budget and seeds.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import operator
 import statistics
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 
 from supernet.core import distributed
@@ -27,14 +30,17 @@ from supernet.data.tasks import TASKS, TaskSpec, get_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, resolve_model
 from supernet.nn.head import plain_head
-from supernet.nn.model import build_model
+from supernet.core.metrics import compute_metrics
+from supernet.nn.model import FrozenModel, build_model
+from supernet.nn.reading import Needs
 from supernet.nn.saved import (
     MODEL_FILE,  # noqa: E402  (re-exported: retrain.run.MODEL_FILE is used by tools)
     save_model,
 )
 from supernet.scoring.cost import model_costs
 from supernet.train.finetune import fine_tune  # noqa: F401  (retrain.run.fine_tune is public)
-from supernet.train.frozen import EncoderCache, frozen_caches
+from supernet.train.frozen import EncoderCache, evaluate_cached, frozen_caches
+from supernet.train.probe import select_and_refit
 from supernet.train.loop import (
     FineTuneConfig,
 )
@@ -52,6 +58,11 @@ class RetrainConfig(FineTuneConfig):
 
     epochs: float = arg(3.0, "fine-tuning epochs")
     seeds: tuple[int, ...] = arg((1, 2, 3), "comma-separated seeds, one fine-tune each")
+    linear_fit: str = arg("converged", "frozen encoder: a head without hidden layers (one linear layer, or a "
+                                       "cosine's scale and bias) is fitted to convergence by L-BFGS, its L2 strength "
+                                       "chosen on the selection split, as the safe pick scores it and every seed alike "
+                                       "('budget': fine-tuned for --epochs like any head)",
+                          choices=("converged", "budget"))
 
     def __post_init__(self):
         super().__post_init__()
@@ -165,10 +176,21 @@ class RetrainPlan:
     data: DataConfig
     inherit: Mapping[str, Any] | None = None
     caches: tuple[EncoderCache, EncoderCache] | None = None  # frozen encoder: its outputs, shared by every seed
+    selection: tuple[EncoderCache, EncoderCache] | None = None  # ... and on the fit and selection rows
     configs: Mapping[str, RetrainConfig] = field(default_factory=dict)  # a head's own fine-tuning, if not ``cfg``
 
     def cfg_for(self, name: str) -> RetrainConfig:
         return self.configs.get(name, self.cfg)
+
+    def selection_caches(self, needs: Needs) -> tuple[EncoderCache, EncoderCache]:
+        """The frozen encoder's outputs on the fit and selection rows: ``selection``, else cut from the
+        training rows' cache (a --val-file's rows encoded on their own)."""
+        if self.selection is not None:
+            return self.selection
+        t, train = self.task, self.caches[0]
+        if t.fit_rows is not None:
+            return train.subset(t.fit_rows), train.subset(t.val_rows)
+        return train, frozen_caches(self.encoder.load(), (t.val,), t.pad_id, needs, self.cfg.device)[0]
 
     def settings(self, name: str, arch: Architecture) -> dict[str, Any]:
         fine_tune = {k: v for k, v in self.cfg_for(name).to_dict().items() if k not in _NOT_RESULT_SETTINGS}
@@ -201,13 +223,20 @@ def check_resume_settings(head_dir: Path, settings: dict[str, Any]) -> None:
                          "reused: pick another --output-dir, or --overwrite it")
 
 
-def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, seed_dir: Path) -> dict[str, Any]:
+def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, seed_dir: Path,
+                fitted: dict[str, Any]) -> dict[str, Any]:
     t, cfg = plan.task, plan.cfg_for(name)
     torch.manual_seed(seed)  # the head's initial weights
     net = (plan.inherit[name].freeze(arch.choices) if name in (plan.inherit or {})
            else build_model(arch, plan.encoder.load(), t.spec.num_labels))
-    r = fine_tune(net, t.spec, t.train, t.dev, t.pad_id, cfg, seed, seed_dir / "tensorboard", f"{name} seed {seed}",
-                  checkpoint=seed_dir / CHECKPOINT, caches=plan.caches)  # an unfinished seed continues (resume)
+    if converges(plan, name, net):  # deterministic: one fit serves every seed (``fitted`` keeps it)
+        if not fitted:
+            fitted.update(result=fit_converged(plan, net), state=copy.deepcopy(net.head.state_dict()))
+        net.head.load_state_dict(fitted["state"])
+        r = copy.deepcopy(fitted["result"])
+    else:
+        r = fine_tune(net, t.spec, t.train, t.dev, t.pad_id, cfg, seed, seed_dir / "tensorboard",
+                      f"{name} seed {seed}", checkpoint=seed_dir / CHECKPOINT, caches=plan.caches)  # resumes
     if distributed.is_main():
         costs = model_costs(net, t.dev, t.pad_id, cfg.device)
         r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]
@@ -215,18 +244,55 @@ def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, see
     return r
 
 
+def converges(plan: RetrainPlan, name: str, net: FrozenModel) -> bool:
+    """Whether ``net``'s head is fitted to convergence instead of fine-tuned (``--linear-fit converged``):
+    a frozen encoder, and nothing trainable but one linear map of a vector the cache holds (no token
+    block, no scalar mix, no hidden layer: the linear heads and the cosine head)."""
+    cfg = plan.cfg_for(name)
+    return (cfg.freeze_encoder and getattr(cfg, "linear_fit", "budget") == "converged"
+            and name not in (plan.inherit or {}) and net.tokens is None and net.scalar_mix is None
+            and len(net.head) == 1 and isinstance(net.head[0], torch.nn.Linear))
+
+
+@torch.no_grad()
+def _vectors(net: FrozenModel, cache: EncoderCache, device: str) -> torch.Tensor:
+    return cache.outputs(net.vector, device)
+
+
+def fit_converged(plan: RetrainPlan, net: FrozenModel) -> dict[str, Any]:
+    """``net``'s one linear map fitted by ``select_and_refit`` on the vectors it reads (the fit and
+    selection rows choose the L2 strength, every training row fits it): deterministic, so every seed
+    gets the same head. Trained for a budget from PyTorch's (or the cosine's) start instead, a linear
+    head under-fits, and a cosine head stays the constant predictor it starts as on MRPC (issue #31)."""
+    t, device = plan.task, plan.cfg.device
+    t0, cpu0 = time.time(), time.process_time()
+    fit, val = plan.selection_caches(net.needs)
+    y = lambda split: torch.from_numpy(np.asarray(split.labels))
+    score = lambda out, labels: compute_metrics(t.spec.metrics, out.numpy(), labels.numpy())[t.spec.main_metric]
+    net.eval()
+    head, l2, selection = select_and_refit((_vectors(net, fit, device), y(t.fit)), (_vectors(net, val, device),
+                                           y(t.val)), (_vectors(net, plan.caches[0], device), y(t.train)),
+                                           t.spec.num_labels, score)
+    net.head[0].load_state_dict(head.state_dict())
+    metrics = evaluate_cached(net, plan.caches[1], t.dev.labels, t.spec)
+    seconds, cpu = time.time() - t0, time.process_time() - cpu0
+    return {"metrics": metrics, "history": [{"step": 0, **metrics}], "steps": 0, "seconds": seconds,
+            "cpu_seconds": cpu, "head_warmup": {"seconds": 0.0, "cpu_seconds": 0.0},
+            "fit": {"method": "L-BFGS to convergence", "l2": l2, "selection": {str(k): v for k, v in selection.items()}}}
+
+
 def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) -> dict[str, Any]:
     """Every seed of one head; finished seeds in ``out/name`` are kept. The first seed's model is saved: one
     fixed in advance, not the one the report split scored best (that would be a choice made on it)."""
     check_resume_settings(out / name, plan.settings(name, arch))
-    per_seed = {}
+    per_seed, fitted = {}, {}
     for seed in plan.cfg.seeds:
         seed_dir = out / name / f"seed_{seed}"
         done = seed_dir / "result.json"
         if done.is_file():  # a finished seed is kept (resume)
             per_seed[seed] = read_json(done, "a finished seed's result")
             continue
-        r = _train_seed(plan, name, arch, seed, seed_dir)
+        r = _train_seed(plan, name, arch, seed, seed_dir, fitted)
         net = r.pop("model")
         per_seed[seed] = r
         if distributed.is_main():

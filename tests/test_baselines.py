@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from retrain.baselines import cosine, fit_linear, linear_probe
+from retrain.baselines import cosine, linear_probe
 from supernet.data.encoded import Encoded
 from supernet.data.splits import TaskData
 from supernet.data.tasks import get_task
 from supernet.train.frozen import EncoderCache
+from supernet.train.probe import fit_linear
 
 
 def test_the_linear_probe_is_fitted_to_convergence():
@@ -27,7 +28,8 @@ def test_the_linear_probe_is_fitted_to_convergence():
 def _task(n_fit=60, n_val=20, n_dev=30, seed=0, regression=False):
     rng = np.random.default_rng(seed)
     spec = get_task("stsb" if regression else "mrpc")
-    enc = lambda labels: Encoded([np.array([101, 102])] * len(labels), [np.zeros(2, np.int8)] * len(labels), labels)
+    one = lambda labels: Encoded([np.array([101, 102])] * len(labels), [np.zeros(2, np.int8)] * len(labels), labels)
+    enc = lambda labels: Encoded(**{**one(labels).__dict__, "sides": (one(labels), one(labels))})
     make = lambda n: rng.uniform(0, 5, n).astype(np.float32) if regression else (np.arange(n) % 2)
     fit, val, dev = make(n_fit), make(n_val), make(n_dev)
     train = np.concatenate([fit, val])
@@ -35,13 +37,13 @@ def _task(n_fit=60, n_val=20, n_dev=30, seed=0, regression=False):
     return TaskData(spec, enc(train), enc(fit), enc(val), enc(dev), 0, rows[:n_fit], rows[n_fit:])
 
 
-def _caches(task, signal=1.0, seed=0):
+def _caches(task, signal=1.0, seed=0, width=8):
     g = torch.Generator().manual_seed(seed)
 
     def cache(labels):
         y = torch.as_tensor(labels, dtype=torch.float32)
-        u = torch.randn(len(y), 8, generator=g)
-        v = u + (1.0 / (1 + signal * y))[:, None] * torch.randn(len(y), 8, generator=g)  # similar when y is high
+        u = torch.randn(len(y), width, generator=g)
+        v = u + (1.0 / (1 + signal * y))[:, None] * torch.randn(len(y), width, generator=g)  # similar when y is high
         side = lambda t: EncoderCache.of({"mean": t})
         c = EncoderCache.of({"mean": torch.cat([u[:, :4] + signal * y[:, None], v[:, 4:]], 1)})
         c.sides = (side(u), side(v))
@@ -71,3 +73,37 @@ def test_the_cosine_of_a_regression_task_is_the_score_itself():
     expected = np.corrcoef(torch.nn.functional.cosine_similarity(u, v).numpy(), task.dev.labels)[0, 1]
     assert r["threshold"] is None and r["metrics"]["pearson"] == pytest.approx(expected, abs=1e-6)
     assert cosine(_task(), {**caches, "dev": EncoderCache.of({"mean": torch.zeros(3, 8)})}) is None  # one text
+
+
+def test_retraining_fits_a_head_without_hidden_layers_as_the_probe_does(tmp_path):
+    """Frozen encoder, --linear-fit converged (the default): retrain fits mean pooling + one linear layer
+    exactly as the converged probe (same L2 strength, same dev score, every seed), and a cosine head's
+    scale and bias by the same rule. Trained for a budget from its start (scale 1, bias 0), the cosine
+    head is the constant predictor it starts as: the pick scored one head, retrain shipped another."""
+    from retrain.run import RetrainConfig, RetrainPlan, retrain_heads
+    from supernet.data.sources import DataConfig
+    from supernet.nn.arch import Architecture, linear_architecture
+    from supernet.nn.encoder import EncoderConfig
+    from supernet.nn.space import get_space
+    task, encoder = _task(n_fit=120, n_val=40, n_dev=60), EncoderConfig(num_hidden_layers=1)
+    width = encoder.pretrained_config().hidden_size
+    caches = _caches(task, signal=2.0, width=width)
+    pairs = get_space("pairs")
+    cos_arch = Architecture("pairs", pairs.canonical({**pairs.reference(), "pool": "mean", "pair": "cosine"}),
+                            encoder=encoder.name, task="mrpc")
+    heads = [("linear_mean", linear_architecture("mrpc", encoder.name, None, "mean")), ("cosine_head", cos_arch)]
+
+    def retrain(fit, out):
+        plan = RetrainPlan(task, RetrainConfig(epochs=1, seeds=(1, 2), freeze_encoder=True, linear_fit=fit), encoder,
+                           DataConfig(task="mrpc"), caches=(caches["train"], caches["dev"]),
+                           selection=(caches["fit"], caches["val"]))
+        return retrain_heads(heads, plan, tmp_path / out)["heads"]
+    converged, budget = retrain("converged", "converged"), retrain("budget", "budget")
+    probe = linear_probe(task, caches)
+    linear = converged["linear_mean"]["seeds"]
+    assert all(s["metrics"]["accuracy"] == pytest.approx(probe["metrics"]["accuracy"], abs=1e-9) for s in linear.values())
+    assert {s["fit"]["l2"] for s in linear.values()} == {probe["l2"]}
+    cos = [s["metrics"]["accuracy"] for s in converged["cosine_head"]["seeds"].values()]
+    positives = float(np.mean(task.dev.labels == 1))
+    assert min(cos) >= positives + 0.15
+    assert all(s["metrics"]["accuracy"] == pytest.approx(positives) for s in budget["cosine_head"]["seeds"].values())

@@ -3,6 +3,8 @@ logistic (or ridge) regression on sentence embeddings is fitted. What "the linea
 searched head is compared with it (retrain.baselines' linear probe, strategies.pick's incumbents)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -45,3 +47,28 @@ def fit_path(x: torch.Tensor, y: torch.Tensor, classes: int, strengths=None) -> 
 def standardise(train: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
     mean, std = train.mean(0), train.std(0).clamp_min(1e-6)
     return [(t - mean) / std for t in (train, *others)]
+
+
+def unstandardised(linear: torch.nn.Linear, mean: torch.Tensor, std: torch.Tensor) -> torch.nn.Linear:
+    """The same map on raw features: a layer fitted on ``(x - mean) / std`` folded into one that reads ``x``
+    (what a plain model's head gets: it has no standardisation step)."""
+    out = torch.nn.Linear(linear.in_features, linear.out_features)
+    with torch.no_grad():
+        out.weight.copy_(linear.weight / std)
+        out.bias.copy_(linear.bias - out.weight @ mean)
+    return out
+
+
+def select_and_refit(fit: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+                     train: tuple[torch.Tensor, torch.Tensor], classes: int,
+                     score: Callable[[torch.Tensor, torch.Tensor], float]) -> tuple[torch.nn.Linear, float, dict]:
+    """A linear layer fitted to convergence the way a searched head is selected: every L2 strength fitted on
+    the fit rows and scored on the selection rows by ``score(outputs, labels)`` (ties: the stronger
+    penalty), then refitted at the best one on every training row. Each argument is (features, labels).
+    Returns (the layer, on raw features; the L2 strength; {strength: selection score})."""
+    fit_x, val_x = standardise(fit[0], val[0])
+    selection = {l2: score(head(val_x).detach(), val[1]) for l2, head in fit_path(fit_x, fit[1], classes)}
+    best = max(L2_GRID, key=lambda l2: (selection[l2], l2))
+    mean, std = train[0].mean(0), train[0].std(0).clamp_min(1e-6)
+    head = fit_linear((train[0] - mean) / std, train[1], classes, best)
+    return unstandardised(head, mean, std), best, selection
