@@ -33,6 +33,8 @@ def arms(space_name: str, task: str, encoder: str) -> dict[str, Architecture]:
     changes = {"mean + linear (joint, last layer)": {}}
     if space.has_pairs:
         changes.update({"pair: siamese": {"pair": "siamese"}, "pair: cosine": {"pair": "cosine"}})
+        if "cosine_proj" in space.pair:
+            changes["pair: cosine_proj"] = {"pair": "cosine_proj"}
     changes.update({"layers: mean4": {"layers": "mean4"}, "layers: max3": {"layers": "max3"},
                     "layers: scalar_mix": {"layers": "scalar_mix"},
                     "layers: max3, cls pooling (MaxPoolBERT)": {"layers": "max3", "pool": "cls"}})

@@ -68,6 +68,55 @@ def test_cosine_of_a_text_with_itself_is_the_scale_plus_the_bias(tiny_encoder):
     assert torch.allclose(out, torch.full((3, 1), 3.25), atol=1e-5)
 
 
+def test_a_projected_cosine_starts_as_the_cosine_and_learns_a_projection(tiny_encoder):
+    """cosine_proj starts where the cosine head is (P = identity), then moves with its projection:
+    the supernet trains P for every head that reads it, and freeze() carries it."""
+    space = get_space(SPACE)
+    batch = pad_batch(_pairs(4), np.arange(4), 0, sides=True)
+    net = HeadSupernet(tiny_encoder, space, 1).eval()
+    base = {**space.reference(), "pool": "mean"}
+    cos, proj = space.canonical({**base, "pair": "cosine"}), space.canonical({**base, "pair": "cosine_proj"})
+    with torch.no_grad():
+        assert torch.allclose(net(batch, proj), net(batch, cos), atol=1e-6)
+    net.train()
+    loss = (net(batch, proj) - torch.arange(4.0)[:, None]).pow(2).mean()
+    loss.backward()
+    assert net.head.projection.delta.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        net.head.projection.delta.weight.add_(0.3 * torch.randn(net.head.projection.delta.weight.shape))
+        net.eval()
+        assert not torch.allclose(net(batch, proj), net(batch, cos), atol=1e-3)
+        frozen = net.freeze(proj).eval()
+        assert torch.allclose(frozen(**batch), net(batch, proj), atol=1e-5)
+    assert frozen.head[0].delta.weight.shape == (tiny_encoder.config.hidden_size,) * 2
+
+
+def test_a_projected_cosine_trains_from_a_fitted_scale_and_bias(tiny_encoder):
+    """Frozen encoder: stand-alone (``fine_tune``) and in the supernet, the cosine's scale and bias start
+    fitted to the training rows (labels 3 cos + 1 here: scale 3, bias 1), not at 1 and 0, so the
+    projection's first steps do not chase an affine map that is far off."""
+    from retrain.run import RetrainConfig, fine_tune
+    from supernet.data.tasks import get_task
+    from supernet.nn.arch import Architecture
+    from supernet.nn.model import build_model
+    from supernet.train.frozen import EncoderCache
+    from supernet.train.supernet import fit_shared_cosine
+    space, stsb = get_space(SPACE), get_task("stsb")
+    data = _pairs(32)
+    cache = EncoderCache.build(tiny_encoder, data, 0, space.needs())
+    cos = torch.nn.functional.cosine_similarity(*(s.pooled["mean"] for s in cache.sides)).numpy()
+    data = Encoded(data.input_ids, data.token_type_ids, (3 * cos + 1).astype(np.float32), data.sides)
+    arch = Architecture(SPACE, space.canonical({**space.reference(), "pool": "mean", "pair": "cosine_proj"}))
+    model = build_model(arch, tiny_encoder, 1)
+    fine_tune(model, stsb, data, data, 0, RetrainConfig(max_steps=1, batch_size=4, seeds=(1,), freeze_encoder=True,
+                                                        lr_head=1e-9), 1, None)
+    assert model.head[1].weight.item() == pytest.approx(3.0, abs=1e-3)
+    assert model.head[1].bias.item() == pytest.approx(1.0, abs=1e-3)
+    net = HeadSupernet(tiny_encoder, space, 1)
+    fit_shared_cosine(net, cache, data.labels, stsb)
+    assert net.head.cosine.weight.item() == pytest.approx(3.0, abs=1e-3)
+
+
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_frozen_heads_of_every_read_compute_what_the_supernet_computes(tiny_encoder, num_labels):
     """``freeze()`` of every pair and layer read (scalar mix included, its weights moved off their start)
@@ -77,6 +126,8 @@ def test_frozen_heads_of_every_read_compute_what_the_supernet_computes(tiny_enco
     net = HeadSupernet(tiny_encoder, space, num_labels).eval()
     with torch.no_grad():
         net.head.scalar_mix.weights.copy_(torch.linspace(-1, 1, net.head.scalar_mix.weights.numel()))
+        for p in net.head.projection.parameters():  # a fresh projection is the identity: move it off its start
+            p.copy_(0.1 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
     data = _pairs(5)
     batch = pad_batch(data, np.arange(5), 0, sides=True)
     cache = EncoderCache.build(tiny_encoder, data, 0, space.needs())
@@ -128,7 +179,7 @@ def test_the_space_reads_by_one_set_of_rules():
                            sort_keys=True)
                 for values in itertools.product(*fronts.values())}
     mlp = sum(space.per_layer_choices() ** d for d in space.depth)
-    heads = sum(1 if json.loads(d)["pair"] == "cosine" else mlp for d in distinct)
+    heads = sum(1 if json.loads(d)["pair"] in ("cosine", "cosine_proj") else mlp for d in distinct)
     assert space.size() == heads
 
 

@@ -6,7 +6,8 @@ A head reads a vector from one of three *views* of a row and its encoder outputs
 - every layer, pooled (``layers``: the mean of the last 4, the max of the last 3, a learned scalar mix
   of all): the layer choices of ELMo's scalar mix and MaxPoolBERT;
 - a sentence pair's two texts encoded apart by the same encoder (``pair``: ``siamese`` reads
-  ``[u, v, |u-v|, u*v]``, ``cosine`` reads cos(u, v)), as sentence-transformers compares two embeddings;
+  ``[u, v, |u-v|, u*v]``, ``cosine`` reads cos(u, v), ``cosine_proj`` reads ``[u, v]`` for a learned
+  projection of each before their cosine), as sentence-transformers compares two embeddings;
   ``joint`` is the cross-encoding of the pair as one sequence, what BERT fine-tuning does.
 
 ``Needs`` says which of them a set of heads reads, ``read`` computes them from one batch (one encoder
@@ -23,7 +24,8 @@ import torch.nn.functional as F
 from supernet.nn.encoder import EncoderOutput
 from supernet.nn.ops import POOLINGS
 
-PAIRS = ("joint", "siamese", "cosine")
+PAIRS = ("joint", "siamese", "cosine", "cosine_proj")
+COSINE_PAIRS = ("cosine", "cosine_proj")  # heads with no MLP: a cosine's scale and bias (after a projection)
 LAYER_READS = ("last", "mean4", "max3", "scalar_mix")
 SIDES = ("a", "b")  # a batch's keys for a pair's texts encoded alone: a_input_ids, b_attention_mask, ...
 BATCH_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -112,6 +114,8 @@ def pair_vector(u: torch.Tensor, v: torch.Tensor, how: str) -> torch.Tensor:
         return torch.cat([u, v, (u - v).abs(), u * v], -1)                    # (B, 4H), SentEval / InferSent
     if how == "cosine":
         return F.cosine_similarity(u.float(), v.float(), dim=-1)[:, None].to(u.dtype)  # (B, 1)
+    if how == "cosine_proj":  # both sides, for the head's projection (``ProjectedCosine``)
+        return torch.cat([u, v], -1)                                          # (B, 2H)
     raise ValueError(f"unknown pair read {how!r}; valid: {list(PAIRS[1:])}")
 
 

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Mapping
 from supernet.core.config import arg
 from supernet.core.errors import InputError
 from supernet.nn.ops import ACTIVATIONS, NORMS, POOLINGS
-from supernet.nn.reading import LAYER_READS, PAIRS, Needs
+from supernet.nn.reading import COSINE_PAIRS, LAYER_READS, PAIRS, Needs
 from supernet.nn.tokens import TOKEN_KINDS, TOKEN_LABELS
 
 # backbone registries (one per choice kind); ``supernet.nn.backbone`` builds the blocks they name
@@ -150,7 +150,7 @@ class SearchSpace:
         layers = choices.get("layers", "last") if pool != "pooler" else "last"
         tokens = (self.has_tokens and pair == "joint" and layers == "last" and pool != "pooler"
                   and choices.get("tok_kind", "none") != "none")
-        return {"pool": pool, "layers": layers, "pair": pair, "tokens": tokens, "mlp": pair != "cosine"}
+        return {"pool": pool, "layers": layers, "pair": pair, "tokens": tokens, "mlp": pair not in COSINE_PAIRS}
 
     def needs(self, heads: Iterable[Mapping[str, Any]] | None = None) -> Needs:
         """What ``heads`` read from the encoder (default: any head of the space, e.g. under a one-shot
@@ -228,7 +228,7 @@ class SearchSpace:
             for pair in self.pair:
                 for layers in (self.layers if pool != "pooler" else self.layers[:1]):
                     blocks = self.token_choices() if pair == "joint" and layers == "last" and pool != "pooler" else 1
-                    fronts += blocks * (mlp if pair != "cosine" else 1)
+                    fronts += blocks * (mlp if pair not in COSINE_PAIRS else 1)
         return backbone * fronts
 
     def raw_size(self) -> int:
@@ -365,7 +365,8 @@ PRESETS: dict[str, SearchSpace] = {
     "heads": SearchSpace("heads", **_MLP, **_TOKENS, layers=LAYER_READS),
     # The default for sentence pairs: ``heads`` plus the pair's reading: joint (cross-encoded, as BERT
     # fine-tuning does), siamese ([u, v, |u-v|, u*v] of the texts encoded apart, SentEval's features) or
-    # cosine (cos(u, v) with a learned scale and bias, as sentence-transformers compares embeddings).
+    # cosine (cos(u, v) with a learned scale and bias, as sentence-transformers compares embeddings) or
+    # cosine_proj (the same after a learned projection of each text's vector, started at the identity).
     "pairs": SearchSpace("pairs", **_MLP, **_TOKENS, layers=LAYER_READS, pair=PAIRS),
     # For tests: ``tiny`` with every layer and pair reading.
     "tiny-pairs": SearchSpace("tiny-pairs", **_TINY, tok_kind=("none", "conv"), tok_layers=(1,), tok_width=(8,),

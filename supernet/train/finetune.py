@@ -13,8 +13,10 @@ from supernet.core import distributed
 from supernet.core.metrics import compute_metrics
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
+from supernet.nn.head import ProjectedCosine
 from supernet.nn.model import FrozenModel, model_outputs
 from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches, warm_up_heads
+from supernet.train.probe import fit_linear
 from supernet.train.loop import (
     EpochBatches,
     FineTuneConfig,
@@ -41,6 +43,7 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     apply_regime(model.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:
         caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
+        fit_cosine_scale(model, caches[0], train.labels, spec)  # a checkpoint, if any, overrides it below
     distributed.check_batch(cfg.batch_size)
     warm = {"seconds": 0.0, "cpu_seconds": 0.0}
     if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
@@ -73,6 +76,22 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
             "steps": total, "seconds": progress.seconds + warm["seconds"],
             "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"], "head_warmup": warm}
+
+
+@torch.no_grad()
+def fit_cosine_scale(model: FrozenModel, cache: EncoderCache, labels: np.ndarray, spec: TaskSpec) -> None:
+    """A projected cosine head (``ProjectedCosine`` then the scale and bias) starts with its scale and bias
+    fitted to convergence on the training rows' cosines at its start (P = identity), so that gradient
+    steps move the projection, not an affine map that is far off: trained from scale 1, bias 0 against
+    STS-B's 0-5 labels, the first steps' large errors bent the projection and frozen STS-B dev Pearson
+    fell to 0.73 (the bare cosine: 0.870); started fitted, 0.876-0.881 (lr 1e-3 / 1e-4, 10 epochs)."""
+    if not (len(model.head) == 2 and isinstance(model.head[0], ProjectedCosine)):
+        return
+    device = next(model.parameters()).device
+    cos = cache.outputs(lambda f: model.head[0](model.vector(f)), device)       # (N, 1)
+    with torch.enable_grad():
+        fitted = fit_linear(cos, torch.from_numpy(np.asarray(labels)), spec.num_labels, l2=0.0)
+    model.head[1].load_state_dict({k: v.to(device) for k, v in fitted.state_dict().items()})
 
 
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,

@@ -38,6 +38,7 @@ from supernet.train.loop import (
     make_optimizer,
     resume_progress,
 )
+from supernet.train.probe import fit_linear
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLINGS = ("uniform", "sandwich", "fair")
@@ -175,6 +176,27 @@ def warm_up_supernet_heads(supernet: HeadSupernet, spec: TaskSpec, train: Encode
     return warm_up_heads(supernet, train, pad_id, supernet.space.needs(), cfg, cfg.seed, loss, "supernet head warm-up")
 
 
+@torch.no_grad()
+def fit_shared_cosine(supernet: HeadSupernet, cache: EncoderCache, labels: np.ndarray, spec: TaskSpec) -> None:
+    """The cosine heads' shared scale and bias start fitted to convergence on the training rows' cosines
+    (mean pooling where the space has it) instead of at scale 1, bias 0, as a stand-alone projected
+    cosine starts (``supernet.train.finetune.fit_cosine_scale``, which says why)."""
+    if supernet.head.cosine is None or cache.sides is None:
+        return
+    pool = "mean" if "mean" in cache.sides[0].pooled else next(iter(cache.sides[0].pooled))
+    cos = F.cosine_similarity(cache.sides[0].pooled[pool].float(), cache.sides[1].pooled[pool].float())[:, None]
+    with torch.enable_grad():
+        fitted = fit_linear(cos, torch.from_numpy(np.asarray(labels)), spec.num_labels, l2=0.0)
+    device = supernet.head.cosine.weight.device
+    supernet.head.cosine.load_state_dict({k: v.to(device) for k, v in fitted.state_dict().items()})
+
+
+def _frozen_cache(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> EncoderCache:
+    cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), device)
+    fit_shared_cosine(supernet, cache, train.labels, spec)  # a resumed checkpoint overrides it
+    return cache
+
+
 def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
                    cfg: TrainConfig, run_dir: Path, resume: bool = False) -> dict[str, Any]:
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
@@ -183,7 +205,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     cache, t0, cpu0 = None, time.time(), time.process_time()
     apply_regime(supernet.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
-        cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), cfg.device)
+        cache = _frozen_cache(supernet, spec, train, pad_id, cfg.device)
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
