@@ -24,13 +24,13 @@ from supernet.core import distributed
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
 from supernet.core.files import atomic_write_json, atomic_write_text, read_json
+from supernet.core.metrics import compute_metrics
 from supernet.data.sources import DataConfig
 from supernet.data.splits import TaskData
 from supernet.data.tasks import TASKS, TaskSpec, get_task
 from supernet.nn.arch import Architecture, linear_architecture
 from supernet.nn.encoder import EncoderConfig, resolve_model
 from supernet.nn.head import plain_head
-from supernet.core.metrics import compute_metrics
 from supernet.nn.model import FrozenModel, build_model
 from supernet.nn.reading import Needs
 from supernet.nn.saved import (
@@ -40,10 +40,10 @@ from supernet.nn.saved import (
 from supernet.scoring.cost import model_costs
 from supernet.train.finetune import fine_tune  # noqa: F401  (retrain.run.fine_tune is public)
 from supernet.train.frozen import EncoderCache, evaluate_cached, frozen_caches
-from supernet.train.probe import select_and_refit
 from supernet.train.loop import (
     FineTuneConfig,
 )
+from supernet.train.probe import select_and_refit
 from supernet.train.supernet import load_supernet
 
 CHECKPOINT = "checkpoint.pt"
@@ -194,6 +194,8 @@ class RetrainPlan:
 
     def settings(self, name: str, arch: Architecture) -> dict[str, Any]:
         fine_tune = {k: v for k, v in self.cfg_for(name).to_dict().items() if k not in _NOT_RESULT_SETTINGS}
+        if not fine_tune["freeze_encoder"]:  # how a frozen head is fitted changes nothing here
+            fine_tune.pop("linear_fit")
         # the rows themselves, not only the paths: a file changed between runs must not mix into one mean
         rows = {"train": self.task.train.fingerprint(), "dev": self.task.dev.fingerprint()}
         return {"architecture": {"space": arch.space, "choices": dict(arch.choices)}, "fine_tune": fine_tune,
@@ -215,6 +217,8 @@ def check_resume_settings(head_dir: Path, settings: dict[str, Any]) -> None:
             atomic_write_json(path, settings)
         return
     stored = _flatten(read_json(path, "the settings a head was trained with"))
+    if stored.get("fine_tune.freeze_encoder"):  # runs from before --linear-fit trained every head for its budget
+        stored.setdefault("fine_tune.linear_fit", "budget")
     new = _flatten(json.loads(json.dumps(settings)))  # as JSON has it: tuples are lists
     diffs = [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(stored) | set(new))
              if stored.get(k) != new.get(k)]
@@ -230,6 +234,7 @@ def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, see
     net = (plan.inherit[name].freeze(arch.choices) if name in (plan.inherit or {})
            else build_model(arch, plan.encoder.load(), t.spec.num_labels))
     if converges(plan, name, net):  # deterministic: one fit serves every seed (``fitted`` keeps it)
+        net.to(cfg.device)
         if not fitted:
             fitted.update(result=fit_converged(plan, net), state=copy.deepcopy(net.head.state_dict()))
         net.head.load_state_dict(fitted["state"])
@@ -249,7 +254,7 @@ def converges(plan: RetrainPlan, name: str, net: FrozenModel) -> bool:
     a frozen encoder, and nothing trainable but one linear map of a vector the cache holds (no token
     block, no scalar mix, no hidden layer: the linear heads and the cosine head)."""
     cfg = plan.cfg_for(name)
-    return (cfg.freeze_encoder and getattr(cfg, "linear_fit", "budget") == "converged"
+    return (cfg.freeze_encoder and cfg.linear_fit == "converged"
             and name not in (plan.inherit or {}) and net.tokens is None and net.scalar_mix is None
             and len(net.head) == 1 and isinstance(net.head[0], torch.nn.Linear))
 
@@ -278,7 +283,8 @@ def fit_converged(plan: RetrainPlan, net: FrozenModel) -> dict[str, Any]:
     seconds, cpu = time.time() - t0, time.process_time() - cpu0
     return {"metrics": metrics, "history": [{"step": 0, **metrics}], "steps": 0, "seconds": seconds,
             "cpu_seconds": cpu, "head_warmup": {"seconds": 0.0, "cpu_seconds": 0.0},
-            "fit": {"method": "L-BFGS to convergence", "l2": l2, "selection": {str(k): v for k, v in selection.items()}}}
+            "fit": {"method": "L-BFGS to convergence", "l2": l2,
+                    "selection": {str(k): v for k, v in selection.items()}}}
 
 
 def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) -> dict[str, Any]:

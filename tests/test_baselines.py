@@ -107,3 +107,33 @@ def test_retraining_fits_a_head_without_hidden_layers_as_the_probe_does(tmp_path
     positives = float(np.mean(task.dev.labels == 1))
     assert min(cos) >= positives + 0.15
     assert all(s["metrics"]["accuracy"] == pytest.approx(positives) for s in budget["cosine_head"]["seeds"].values())
+
+
+def test_a_layer_fitted_on_standardised_features_reads_raw_ones_unchanged():
+    from supernet.train.probe import standardise, unstandardised
+    g = torch.Generator().manual_seed(1)
+    x = 3 + 5 * torch.randn(50, 4, generator=g)
+    z, = standardise(x)
+    layer = torch.nn.Linear(4, 3)
+    folded = unstandardised(layer, x.mean(0), x.std(0))
+    assert torch.allclose(folded(x), layer(z), atol=1e-5)
+
+
+def test_a_run_from_before_linear_fit_resumes_where_nothing_it_computes_changed(tmp_path):
+    """Stored settings without ``linear_fit``: a fine-tuned encoder's run resumes; a frozen one (whose
+    linear heads were trained for the budget then) is refused, naming the setting."""
+    import json
+
+    from retrain.run import SETTINGS, check_resume_settings
+    from supernet.core.errors import InputError
+    for frozen in (False, True):
+        head = tmp_path / f"frozen{frozen}"
+        head.mkdir()
+        old = {"fine_tune": {"freeze_encoder": frozen, "epochs": 3.0}, "rows": {"train": "abc"}}
+        (head / SETTINGS).write_text(json.dumps(old))
+        new = {**old, "fine_tune": {**old["fine_tune"], **({"linear_fit": "converged"} if frozen else {})}}
+        if frozen:
+            with pytest.raises(InputError, match="linear_fit: 'budget' -> 'converged'"):
+                check_resume_settings(head, new)
+        else:
+            check_resume_settings(head, new)

@@ -115,6 +115,13 @@ def test_a_projected_cosine_trains_from_a_fitted_scale_and_bias(tiny_encoder):
     net = HeadSupernet(tiny_encoder, space, 1)
     fit_shared_cosine(net, cache, data.labels, stsb)
     assert net.head.cosine.weight.item() == pytest.approx(3.0, abs=1e-3)
+    assert net.head.cosine.bias.item() == pytest.approx(1.0, abs=1e-3)
+    from supernet.train.finetune import fit_cosine_scale
+    with torch.no_grad():  # a projection off its start (inherited from a supernet) keeps its scale and bias
+        model.head[0].delta.bias.fill_(0.01)
+        model.head[1].weight.fill_(7.0)
+    fit_cosine_scale(model, cache, data.labels, stsb)
+    assert model.head[1].weight.item() == 7.0
 
 
 @pytest.mark.parametrize("num_labels", [1, 3])

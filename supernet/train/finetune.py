@@ -16,7 +16,6 @@ from supernet.data.tasks import TaskSpec
 from supernet.nn.head import ProjectedCosine
 from supernet.nn.model import FrozenModel, model_outputs
 from supernet.train.frozen import EncoderCache, apply_regime, evaluate_cached, frozen_caches, warm_up_heads
-from supernet.train.probe import fit_linear
 from supernet.train.loop import (
     EpochBatches,
     FineTuneConfig,
@@ -26,6 +25,7 @@ from supernet.train.loop import (
     resume_progress,
     steps_per_epoch,
 )
+from supernet.train.probe import fit_linear
 
 
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
@@ -85,7 +85,8 @@ def fit_cosine_scale(model: FrozenModel, cache: EncoderCache, labels: np.ndarray
     steps move the projection, not an affine map that is far off: trained from scale 1, bias 0 against
     STS-B's 0-5 labels, the first steps' large errors bent the projection and frozen STS-B dev Pearson
     fell to 0.73 (the bare cosine: 0.870); started fitted, 0.871 (``bench/results/ablation-frozen-converged/``)."""
-    if not (len(model.head) == 2 and isinstance(model.head[0], ProjectedCosine)):
+    if not (len(model.head) == 2 and isinstance(model.head[0], ProjectedCosine)) or any(
+            p.any() for p in model.head[0].parameters()):  # not at its start (inherited from a supernet): kept
         return
     device = next(model.parameters()).device
     cos = cache.outputs(lambda f: model.head[0](model.vector(f)), device)       # (N, 1)

@@ -188,8 +188,8 @@ def _encode_rows(encode: EncodeFn, data: Encoded, pad_id: int, needs: Needs, dev
 def frozen_caches(encoder: nn.Module, splits: tuple[Encoded, ...], pad_id: int, needs: Needs,
                   device: str | torch.device = "cpu") -> tuple[EncoderCache, ...]:
     """A frozen pretrained encoder's outputs on each split (e.g. training and evaluation rows): what
-    the heads to train read (``Needs``)."""
-    return tuple(EncoderCache.build(encoder, split, pad_id, needs, device) for split in splits)
+    the heads to train read (``Needs``). The encoder is moved to ``device`` (the batches go there)."""
+    return tuple(EncoderCache.build(encoder.to(device), split, pad_id, needs, device) for split in splits)
 
 
 def supernet_cache(supernet: nn.Module, data: Encoded, pad_id: int, device: str | torch.device = "cpu",

@@ -295,5 +295,11 @@ def load_supernet(run_dir: str | Path) -> HeadSupernet:
     state = load_checkpoint(run_dir / CHECKPOINT)["model"]
     num_labels = state["head.classifier.linear.weight"].shape[0]
     supernet = HeadSupernet(encoder, bind_space(space, encoder.config.num_hidden_layers), num_labels)
-    supernet.load_state_dict(state)
+    missing, unexpected = supernet.load_state_dict(state, strict=False)
+    # a pairs supernet trained before cosine_proj joined the space has no projection: it stays at its
+    # start, the identity (any other missing or unknown weight is an error)
+    missing = [k for k in missing if not k.startswith("head.projection.")]
+    if missing or unexpected:
+        raise InputError(f"{run_dir / CHECKPOINT} does not fit space {space!r}: missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]}")
     return supernet.eval()
