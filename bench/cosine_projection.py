@@ -2,7 +2,7 @@
 
 The cosine head in the space is cos(u, v) times a learned scale plus a bias: Pearson cannot see an
 affine map, so on STS-B it can only tie the zero-parameter cosine (it did: 0.8696,
-``bench/results/compare-stsb-frozen-heads/``). sentence-transformers users fine-tune with
+the first run of ``bench/results/compare-stsb-frozen-heads/``). sentence-transformers users fine-tune with
 ``CosineSimilarityLoss``; with the encoder frozen its analogue is a projection P of each side's
 mean-pooled embedding, started at the identity (so training starts from the pretrained cosine), and
 trained so that cos(Pu, Pv) fits the label scaled to [0, 1] (mean squared error). Two forms: a
