@@ -25,7 +25,7 @@ from supernet.train.loop import (
     resume_progress,
     steps_per_epoch,
 )
-from supernet.train.probe import fit_linear
+from supernet.train.probe import fit_into
 
 
 def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
@@ -90,9 +90,7 @@ def fit_cosine_scale(model: FrozenModel, cache: EncoderCache, labels: np.ndarray
         return
     device = next(model.parameters()).device
     cos = cache.outputs(lambda f: model.head[0](model.vector(f)), device)       # (N, 1)
-    with torch.enable_grad():
-        fitted = fit_linear(cos, torch.from_numpy(np.asarray(labels)), spec.num_labels, l2=0.0)
-    model.head[1].load_state_dict({k: v.to(device) for k, v in fitted.state_dict().items()})
+    fit_into(model.head[1], cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
 
 
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,

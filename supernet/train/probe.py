@@ -35,6 +35,14 @@ def fit_linear(x: torch.Tensor, y: torch.Tensor, classes: int, l2: float, max_it
     return linear
 
 
+def fit_into(linear: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, classes: int) -> None:
+    """``linear``'s weights replaced by an unpenalised ``fit_linear`` of ``x`` (on its device): a
+    cosine's scale and bias started fitted (``fit_cosine_scale``, ``fit_shared_cosine``)."""
+    with torch.enable_grad():
+        fitted = fit_linear(x, y, classes, l2=0.0)
+    linear.load_state_dict({k: v.to(linear.weight.device) for k, v in fitted.state_dict().items()})
+
+
 def fit_path(x: torch.Tensor, y: torch.Tensor, classes: int, strengths=None) -> list[tuple[float, torch.nn.Linear]]:
     """``fit_linear`` at every L2 strength, strongest first, each fit starting from the one before."""
     out, start = [], None

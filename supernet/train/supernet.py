@@ -38,7 +38,7 @@ from supernet.train.loop import (
     make_optimizer,
     resume_progress,
 )
-from supernet.train.probe import fit_linear
+from supernet.train.probe import fit_into
 
 CHECKPOINT = "checkpoint.pt"
 SAMPLINGS = ("uniform", "sandwich", "fair")
@@ -185,10 +185,7 @@ def fit_shared_cosine(supernet: HeadSupernet, cache: EncoderCache, labels: np.nd
         return
     pool = "mean" if "mean" in cache.sides[0].pooled else next(iter(cache.sides[0].pooled))
     cos = F.cosine_similarity(cache.sides[0].pooled[pool].float(), cache.sides[1].pooled[pool].float())[:, None]
-    with torch.enable_grad():
-        fitted = fit_linear(cos, torch.from_numpy(np.asarray(labels)), spec.num_labels, l2=0.0)
-    device = supernet.head.cosine.weight.device
-    supernet.head.cosine.load_state_dict({k: v.to(device) for k, v in fitted.state_dict().items()})
+    fit_into(supernet.head.cosine, cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
 
 
 def _frozen_cache(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> EncoderCache:
