@@ -239,7 +239,7 @@ def _search_and_report(job: SearchJob, p: _Prepared, stats: dict, run_dir: Path,
     top, decision = _pick(job, p, ranked, scorer, meta, top_k)
     clock["picked"] = (time.time(), time.process_time())
     report.write_top(top, run_dir)
-    summary = {**_summary(job, p, stats, trials, top, scorer, reference, run_dir, clock),
+    summary = {**_summary(job, p, stats, trials, top, ranked[0], scorer, reference, run_dir, clock),
                "pick": decision, "search_best": dict(ranked[0].metrics), "search_best_choices": dict(ranked[0].choices)}
     atomic_write_json(run_dir / report.SUMMARY, summary)
     random, best = summary["random_subnets"], ranked[0].metrics[spec.main_metric]
@@ -268,7 +268,7 @@ def _pick(job: SearchJob, p: _Prepared, ranked: list[Architecture], scorer, meta
     return [chosen, *rest][:top_k], decision
 
 
-def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> dict[str, Any]:
+def _summary(job, p, stats, trials, top, search_best, scorer, reference, run_dir, clock) -> dict[str, Any]:
     search, spec, space, supernet = job.search, p.task.spec, p.supernet.space, p.supernet
     dev, pad_id = p.task.val, p.task.pad_id  # latency measured on the selection split's rows
     random_scores = report.random_subnets(scorer, search.random_baseline, job.train.seed)
@@ -287,7 +287,9 @@ def _summary(job, p, stats, trials, top, scorer, reference, run_dir, clock) -> d
         "webui": search.webui and bool(search.multi_trial),
         "best": dict(top[0].metrics), "best_choices": dict(top[0].choices),
         "top_k": [dict(a.metrics) for a in top],
-        "random_subnets": report.random_summary(random_scores, best),
+        # random sampling is the search's baseline, so it is set against the search's best by inherited
+        # score, not against the pick (under --pick safe an incumbent, whose inherited score means little)
+        "random_subnets": report.random_summary(random_scores, search_best.metrics[spec.main_metric]),
         # a search that learned nothing exports a constant predictor; these make that visible
         "majority_class": scorer.majority_scores(),
         "best_predicted_class_share": scorer.predicted_class_share(top[0].choices),

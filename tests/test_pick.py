@@ -84,6 +84,10 @@ def test_safe_pick_in_a_search_reranks_by_kfold_below_200_rows_and_charges_its_s
     assert top1["pick"]["returned"] == pick["returned"] and top1["pick"]["line"] == pick["line"]
     returned = next(c for c in pick["standalone"] if c["name"] == pick["returned"])
     assert top1["choices"] == returned["choices"]
+    # random sampling is set against the search's best, not against the pick (here an incumbent)
+    assert pick["returned"] != "searched #1" and s["best"] != s["search_best"]
+    random = s["random_subnets"]
+    assert random["best_minus_best"] == pytest.approx(s["search_best"][s["metric"]] - random["best"])
 
 
 def test_pick_best_keeps_the_supernets_top1(tmp_path, glue_dir):

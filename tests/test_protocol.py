@@ -135,6 +135,7 @@ def test_compare_protocol_fields_and_seeds(tmp_path, glue_dir):
     assert summary["pick"]["rule"] == "safe" and "fold cross-validation" in summary["pick"]["scored_on"]
     assert cmp["baseline_chosen_on"] == "selection split"
     assert ("weight_sharing_top1" in cmp["rows"]) == (summary["pick"]["returned"] != "searched #1")
+    assert cmp["search_best_inherited"] == summary["search_best"]  # the search's best, not the pick
     assert cmp["rows"]["bo_hyperband_safe"]["search"]["cpu_seconds"] > cmp["rows"]["bo_hyperband"]["search"][
         "cpu_seconds"]  # the rule's re-ranking is charged
     fitted = {n: cmp["rows"][n] for n in ("linear_probe", "cosine")}  # deterministic: one score for every seed
