@@ -1,8 +1,8 @@
 """Ranking quality: does the supernet rank heads the way stand-alone training ranks them?
 
 For one task and regime (full fine-tuning, small data, frozen encoder):
-1. ``--heads`` heads are drawn from the space, stratified over pooling x depth (every combination in
-   turn, the other choices uniform), plus the linear head on the pooler.
+1. ``--heads`` heads are drawn from the space, stratified over two labels, by default pooling x depth
+   (every combination in turn, the other choices uniform; ``--strata``), plus the linear head on the pooler.
 2. Stand-alone: each head is trained with the retrain loop and budget on the training rows minus the
    validation split, for every ``--seeds``, and scored on the validation split.
 3. For each supernet variant (the remedies: sandwich rule, in-place distillation, fair sampling, a
@@ -69,6 +69,8 @@ def parse_args(argv=None):
     p.add_argument("--model", default=None)
     p.add_argument("--num-hidden-layers", type=int, default=None)
     p.add_argument("--heads", type=int, default=24, help="heads drawn from the space (plus the linear head)")
+    p.add_argument("--strata", default="pool,depth",
+                   help="two labels whose every combination the drawn heads cycle over (e.g. pair,layers)")
     p.add_argument("--seeds", default="1,2", help="stand-alone training seeds")
     p.add_argument("--selection-seed", type=int, default=0, help="seed of the supernets")
     p.add_argument("--epochs", type=float, default=3.0, help="the training budget, stand-alone and supernet")
@@ -82,20 +84,28 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def stratified_heads(space_name: str, n: int, seed: int = 12345) -> list[dict]:
-    """``n`` distinct canonical heads cycling over pooling x depth; other choices uniform."""
+def stratified_heads(space_name: str, n: int, seed: int = 12345, strata: tuple[str, str] = ("pool", "depth")
+                     ) -> list[dict]:
+    """``n`` distinct canonical heads cycling over the cells of two labels (default pooling x depth);
+    other choices uniform."""
     space, rng = get_space(space_name), random.Random(seed)
-    cells = [(p, d) for d in space.depth for p in space.pool]
+    first, second = strata
+    labels = space.labels()
+    unknown = [s for s in strata if s not in labels]
+    if unknown:
+        raise SystemExit(f"--strata: space {space_name!r} has no label {unknown[0]!r}; it has {sorted(labels)}")
+    cells = [(a, b) for b in labels[second] for a in labels[first]]
     # the linear head is added apart; a cell can run out of distinct heads (pooler at depth 0 holds
     # only the linear head: the pooler reads no token block), so a cell gets a few tries, then the next
     out, keys, i = [], {tuple(sorted(space.canonical(space.reference()).items()))}, 0
     while len(out) < n:
-        pool, depth = cells[i % len(cells)]
+        a, b = cells[i % len(cells)]
         i += 1
         for _ in range(50):
-            arch = space.canonical({**space.sample(rng), "pool": pool, "depth": depth})
+            arch = space.canonical({**space.sample(rng), first: a, second: b})
             key = tuple(sorted(arch.items()))
-            if key not in keys:
+            # a draw whose canonical form leaves the cell (the pooler reads the last layer only) is redrawn
+            if key not in keys and (arch[first], arch[second]) == (a, b):
                 keys.add(key)
                 out.append(arch)
                 break
@@ -224,7 +234,7 @@ def main(argv=None) -> dict:
     task = load_task(data, load_tokenizer(encoder.model))
     heads = [(f"h{i:02d}", Architecture(args.space, a, encoder=encoder.name, task=task.spec.name,
                                         labels=task.spec.label_names))
-             for i, a in enumerate(stratified_heads(args.space, args.heads))]
+             for i, a in enumerate(stratified_heads(args.space, args.heads, strata=tuple(args.strata.split(","))))]
     # the linear head as a record of the searched space (on the pooler where the space has it)
     heads.append(("linear", Architecture(args.space, get_space(args.space).reference(), encoder=encoder.name,
                                          task=task.spec.name, labels=task.spec.label_names)))

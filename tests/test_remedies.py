@@ -118,6 +118,8 @@ def test_ranking_heads_are_distinct_stratified_and_exclude_the_linear_head():
     assert len(keys) == 24
     assert tuple(sorted(space.canonical(space.reference()).items())) not in keys
     assert len({(h["pool"], h["depth"]) for h in heads}) == len(space.pool) * len(space.depth) - 1
+    pairs = stratified_heads("pairs", 16, strata=("pair", "layers"))  # 16 cells, one head each
+    assert len({(h["pair"], h["layers"]) for h in pairs}) == 16
 
 
 def test_ranking_stats_measure_agreement_spread_and_seed_noise():
