@@ -15,6 +15,7 @@ from .registry import NAMES, StrategySpec, get_strategy
 # 96 trials of the README's search took 100 s at 1, 28 s at 4, 17 s at 8, 13 s at 16 (2-core CPU)
 DEFAULT_CONCURRENCY = 8
 PICKS = ("safe", "best")  # --pick: see strategies.pick
+RERANK_ON = ("auto", "supernet", "pretrained")  # --rerank-on: what the safe pick trains the heads on
 # settings a resumed search may change: they decide how it is shown, not what it finds
 DISPLAY_FIELDS = ("webui", "port", "host", "linger")
 
@@ -114,10 +115,19 @@ class PickConfig(Config):
     rerank_k: int = arg(8, "--pick safe: the supernet's top heads trained stand-alone (with successive halving)")
     folds: int = arg(5, "--pick safe on a selection split under 200 rows: K-fold cross-validation over the "
                         "training rows instead")
+    rerank_on: str = arg("auto", "--pick safe under full fine-tuning: supernet: train the re-ranked heads and the "
+                                 "incumbents on the supernet's fine-tuned encoder, frozen (its outputs cached once: "
+                                 "seconds), scored on the selection split, which that encoder never trained on; "
+                                 "pretrained: fine-tune each from the pretrained encoder (one fine-tune per head, "
+                                 "per fold below 200 selection rows); auto: supernet in a head space, pretrained in "
+                                 "a backbone space (each candidate has its own encoder there). A frozen encoder "
+                                 "makes the two the same", choices=RERANK_ON)
 
     def __post_init__(self):
         if self.pick not in PICKS:
             raise InputError(f"--pick must be one of {list(PICKS)}, got {self.pick!r}")
+        if self.rerank_on not in RERANK_ON:
+            raise InputError(f"--rerank-on must be one of {list(RERANK_ON)}, got {self.rerank_on!r}")
         if self.rerank_k < 1 or self.folds < 2:
             raise InputError(f"--rerank-k must be >= 1 and --folds >= 2, got {self.rerank_k}, {self.folds}")
 

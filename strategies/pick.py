@@ -14,6 +14,11 @@ selection split a head that leads by a few rows leads by luck. So:
 - **Small selection splits** (under ``SMALL_SELECTION`` rows): K-fold cross-validation over all the
   training rows instead, every candidate to the end; each row is scored by the fold model that never
   saw it.
+- **Under full fine-tuning** (``--rerank-on``, ``PickPlan.on``): by default every candidate trains on the
+  supernet's fine-tuned encoder, frozen, its outputs on the fit and selection rows computed once: the
+  frozen path, seconds instead of one fine-tune per head (per fold). It ranks heads on one shared
+  encoder, not on the encoder each would fine-tune for itself. That encoder trained on every fit row, so
+  only the selection rows are scored, whatever their number. ``pretrained`` fine-tunes each head instead.
 - **The rule**: the best re-ranked searched head is returned only if it beats the best incumbent on
   those rows by more than noise: the 2.5th percentile of a paired bootstrap of the metric difference
   (2,000 resamples of the rows, both heads' predictions on the same resample) is above 0. Otherwise
@@ -129,6 +134,7 @@ class PickPlan:
     fit_cache: EncoderCache | None = None  # a frozen encoder's outputs on the fit rows, if computed already
     val_cache: EncoderCache | None = None  # ... and on the selection rows
     _pretrained: torch.nn.Module | None = None
+    on: str | None = None  # set: the heads train on this (fine-tuned, frozen) encoder, the plan's caches hold its outputs
 
     def fresh_encoder(self) -> torch.nn.Module:
         """The pretrained encoder, read from disk once: shared when frozen (nothing changes it), else a copy."""
@@ -140,6 +146,9 @@ class PickPlan:
 def rerank(plan: PickPlan, cands: list[Standalone]) -> tuple[np.ndarray, str]:
     """Train every candidate stand-alone; (the labels of the rows they were scored on, what those are)."""
     t = plan.task
+    if plan.on is not None:  # that encoder trained on every other training row: no k-fold on them
+        _holdout(plan, cands)
+        return t.val.labels, f"the selection split ({len(t.val)} rows), heads trained on {plan.on}, frozen"
     if len(t.val) >= SMALL_SELECTION:
         _holdout(plan, cands)
         return t.val.labels, f"the selection split ({len(t.val)} rows)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from strategies.pick import Standalone, candidates, decide, incumbents, paired_bootstrap
@@ -104,3 +105,46 @@ def test_pick_best_keeps_the_supernets_top1(tmp_path, glue_dir):
 def test_pick_settings_are_checked(capsys, tmp_path, glue_dir, argv, message):
     assert search_main(["--glue-dir", str(glue_dir), *RUN, *argv, "--output-dir", str(tmp_path / "r")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_under_full_fine_tuning_the_pick_trains_heads_on_the_supernets_encoder(tmp_path, glue_dir, monkeypatch):
+    """--rerank-on supernet (auto's choice in a head space): no re-ranked head fine-tunes the encoder; every
+    one trains on the supernet's fine-tuned encoder's outputs (not the pretrained encoder's), scored on the
+    selection split even below 200 rows (that encoder trained on every other training row)."""
+    import strategies.pick as pick
+    from supernet.nn.encoder import EncoderConfig
+    from supernet.nn.reading import Needs
+    from supernet.train.frozen import frozen_caches
+    tuned, fits = [], []
+    real_tune, real_fit = pick.fine_tune, pick._converged
+    monkeypatch.setattr(pick, "fine_tune", lambda model, spec, train, scored, pad, cfg, *a, caches=None, **k: (
+        tuned.append(cfg.freeze_encoder and caches is not None), real_tune(model, spec, train, scored, pad, cfg, *a,
+                                                                           caches=caches, **k))[1])
+    monkeypatch.setattr(pick, "_converged", lambda cand, train, scored, caches, spec: (
+        fits.append((train, caches[0])), real_fit(cand, train, scored, caches, spec))[1])
+    full_ft = [a for a in RUN if a != "--freeze-encoder"]
+    run = tmp_path / "run"
+    assert search_main(["--glue-dir", str(glue_dir), *full_ft, "--output-dir", str(run)]) == 0
+    s = json.loads((run / "search_summary.json").read_text())
+    assert s["pick"]["scored_on"] == ("the selection split (12 rows), heads trained on the supernet's fine-tuned "
+                                      "encoder, frozen")
+    assert tuned and all(tuned) and len(fits) == 1  # 3 searched heads; tiny's one incumbent (mean pool) fitted
+    train, cache = fits[0]
+    pretrained = frozen_caches(EncoderConfig(num_hidden_layers=2).load(), (train,), 0, Needs(pools=("mean",)))[0]
+    assert cache.pooled["mean"].shape == pretrained.pooled["mean"].shape
+    assert not torch.allclose(cache.pooled["mean"], pretrained.pooled["mean"], atol=1e-4)  # the fine-tuned one
+
+
+def test_rerank_on_settings(tmp_path, glue_dir, capsys):
+    """--rerank-on supernet is refused in a backbone space (each candidate has its own encoder there), before
+    anything is written; a stored full fine-tuning search from before the flag resumes as it ran (pretrained)."""
+    from strategies.pipeline import SearchJob
+    out = tmp_path / "r"
+    assert search_main(["--glue-dir", str(glue_dir), *[a for a in RUN if a != "--freeze-encoder"],
+                        "--space", "tiny+ffn@2", "--rerank-on", "supernet", "--output-dir", str(out)]) == 2
+    assert "--rerank-on supernet trains every head on one encoder" in capsys.readouterr().err
+    old = {part: {} for part in ("encoder", "data", "train", "search", "oneshot", "pick")}
+    for frozen, expected in ((False, "pretrained"), (True, "auto")):
+        old["train"] = {"freeze_encoder": frozen}
+        (tmp_path / "run_config.json").write_text(json.dumps(old))
+        assert SearchJob.load(tmp_path).pick.rerank_on == expected
