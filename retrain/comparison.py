@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from strategies.config import PickConfig, SearchConfig
-from strategies.pick import PickPlan, safe_pick
+from strategies.pick import SUPERNET_ENCODER, PickPlan, safe_pick
 from strategies.pipeline import SearchJob, SearchResult, run_search
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
@@ -99,8 +99,8 @@ def weight_sharing_search(job: SearchJob, out: Path) -> SearchResult:
     diffs = [d for part in ("encoder", "data", "train", "search", "pick") for d in
              getattr(stored, part).differences(getattr(job, part), ("device",))]
     if diffs:
-        raise InputError(f"{out} holds a search made with other settings ({'; '.join(diffs)}); "
-                         "pick another --output-dir, or --overwrite it")
+        raise InputError(f"{out} holds a search made with other settings ({'; '.join(diffs)}); give its values "
+                         "back (the first of each pair), pick another --output-dir, or --overwrite it")
     if (out / "search_summary.json").is_file():
         return SearchResult.load(out)
     return run_search(stored, out, resume=True)
@@ -222,6 +222,7 @@ class Arms:
     configs: dict[str, RetrainConfig]
     costs: dict[str, dict]
     ws: SearchResult
+    bohb_pick: dict | None = None  # BO-HB-safe's decision, where that arm ran
 
 
 def search_arms(cmp, bohb, task, data, encoder, ft, out, pick: PickConfig = PickConfig()) -> Arms:
@@ -244,10 +245,13 @@ def search_arms(cmp, bohb, task, data, encoder, ft, out, pick: PickConfig = Pick
         arms.heads.append((name, arch))
         if cfg != ft:
             arms.configs[name] = cfg
-    if pick.pick == "safe":  # BO-HB's best through the same rule, against the same incumbents: a fair arm
+    # BO-HB's best through the same rule, against the same incumbents: a fair arm. It has no supernet, so
+    # under full fine-tuning its re-ranking fine-tunes each head (weight sharing's: on its supernet's encoder)
+    if pick.pick == "safe":
         arch, decision = bo_hyperband_safe(arms.heads[-1][1], task, encoder, ft, pick, cmp.selection_seed,
                                            out / "bo_hyperband_safe")
         arms.heads.append(("bo_hyperband_safe", arch))
+        arms.bohb_pick = decision
         arms.costs["bo_hyperband_safe"] = {k: arms.costs["bo_hyperband"][k] + decision[k]
                                            for k in ("seconds", "cpu_seconds")}
     arms.heads.append(("random_head", random_head(cmp.space, cmp.selection_seed, task, encoder)))
@@ -273,10 +277,14 @@ def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig
 INCUMBENT_ARMS = {"linear (pooler [CLS])": "linear", "linear (mean pool)": "linear_mean"}  # strategies.pick's names
 
 
-def selection_scores(ws: SearchResult, results: dict[str, Any]) -> dict[str, float]:
+def selection_scores(ws: SearchResult, results: dict[str, Any], bohb_pick: dict | None = None) -> dict[str, float]:
     """The linear arms' scores on the selection split, where something put them there: the safe pick's
-    stand-alone incumbents, and the linear probe's chosen L2 strength."""
+    stand-alone incumbents, and the linear probe's chosen L2 strength. Incumbents trained on the supernet's
+    fine-tuned encoder (``--rerank-on supernet``) are not the linear arms, which fine-tune from the pretrained
+    one: BO-HB-safe's incumbents, trained as those arms are, stand in for them."""
     pick = ws.summary.get("pick", {})
+    if SUPERNET_ENCODER in pick.get("scored_on", ""):
+        pick = bohb_pick or {}
     out = {INCUMBENT_ARMS[c["name"]]: c["score"] for c in pick.get("standalone", [])
            if c["name"] in INCUMBENT_ARMS and c["score"] == c["score"]}
     probe = results["heads"].get("linear_probe", {}).get("fitted")
@@ -343,7 +351,7 @@ def run_compare(cmp: CompareConfig, bohb: BOHBConfig, data: DataConfig, encoder:
     results = retrain_heads(arms.heads, plan, out / "retrain")
     if caches:
         add_fitted_baselines(results, task, caches, ft.seeds, out / "baselines")
-    result = {**comparison(results, arms.costs, task.spec.main_metric, selection_scores(arms.ws, results)),
+    result = {**comparison(results, arms.costs, task.spec.main_metric, selection_scores(arms.ws, results, arms.bohb_pick)),
               "protocol": _protocol(cmp, data, task, ft, arms.ws),
               "random_subnets_inherited": arms.ws.summary["random_subnets"],
               # the search's best by inherited score (what the random subnets are set against), not the pick

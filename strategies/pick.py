@@ -14,7 +14,8 @@ selection split a head that leads by a few rows leads by luck. So:
 - **Small selection splits** (under ``SMALL_SELECTION`` rows): K-fold cross-validation over all the
   training rows instead, every candidate to the end; each row is scored by the fold model that never
   saw it.
-- **Under full fine-tuning** (``--rerank-on``, ``PickPlan.on``): by default every candidate trains on the
+- **Under full fine-tuning** (``--rerank-on``, ``PickPlan.on``): by default, in a head space (not a
+  backbone space, where each candidate has its own encoder), every candidate trains on the
   supernet's fine-tuned encoder, frozen, its outputs on the fit and selection rows computed once: the
   frozen path, seconds instead of one fine-tune per head (per fold). It ranks heads on one shared
   encoder, not on the encoder each would fine-tune for itself. That encoder trained on every fit row, so
@@ -55,6 +56,7 @@ from supernet.train.loop import FineTuneConfig, steps_per_epoch
 from supernet.train.probe import fit_path, standardise
 
 BOOTSTRAP = 2000
+SUPERNET_ENCODER = "the supernet's fine-tuned encoder"  # PickPlan.on under --rerank-on supernet
 REDUCTION = 3  # successive halving keeps the top third at each rung (BO-HB's reduction factor)
 
 

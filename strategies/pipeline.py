@@ -31,7 +31,7 @@ from supernet.train.supernet import RUN_CONFIG, TrainConfig, train_supernet
 
 from . import report
 from .config import DISPLAY_FIELDS, OneShotConfig, PickConfig, SearchConfig
-from .pick import PickPlan, safe_pick
+from .pick import SUPERNET_ENCODER, PickPlan, safe_pick
 
 
 @dataclass(frozen=True)
@@ -167,6 +167,8 @@ def _prepare(job: SearchJob, resume: bool) -> tuple[_Prepared, SearchJob]:
     job = replace(job, train=replace(train_cfg, space=resolve_space(train_cfg.space, len(task.spec.text_columns))))
     space = bind_space(job.train.space, encoder.config.num_hidden_layers)
     check_strategy_space(search, space)
+    if job.pick.pick == "safe":
+        _rerank_on_supernet(job, space)  # refused here, before the run directory is claimed and trained
     torch.manual_seed(train_cfg.seed)  # the heads' (and conv blocks') initial weights
     supernet = HeadSupernet(encoder, space, task.spec.num_labels)  # a non-BERT layout fails here, before the claim
     apply_regime(supernet.encoder, train_cfg.freeze_encoder)
@@ -270,10 +272,13 @@ def _pick(job: SearchJob, p: _Prepared, ranked: list[Architecture], scorer, meta
     if cfg.pick == "best":
         line = f"the supernet's top-1 by inherited score ({ranked[0].metrics[p.task.spec.main_metric]:.4f})"
         return ranked[:top_k], {"rule": "best", "returned": "searched #1", "line": line}
+    t0, cpu0 = time.time(), time.process_time()
     plan = (_supernet_plan(job, p) if _rerank_on_supernet(job, p.supernet.space) else
             PickPlan(p.task, job.train, job.encoder, job.train.seed, cfg.folds, fit_cache=p.fit_cache,
                      val_cache=p.val_cache))
+    built = (time.time() - t0, time.process_time() - cpu0)  # the supernet encoder's pass over fit and selection rows
     decision, chosen = safe_pick(plan, p.supernet.space, ranked, cfg.rerank_k, meta)
+    decision.update(seconds=decision["seconds"] + built[0], cpu_seconds=decision["cpu_seconds"] + built[1])
     chosen = chosen.with_metrics(**scorer.score(chosen.choices))  # its inherited scores, as the others'
     rest = [a for a in ranked if a.key() != chosen.key()]
     return [chosen, *rest][:top_k], decision
@@ -303,7 +308,7 @@ def _supernet_plan(job: SearchJob, p: _Prepared) -> PickPlan:
     encoder = copy.deepcopy(p.supernet.encoder)  # the head-only training must not touch the supernet's
     cfg = replace(job.train, freeze_encoder=True, head_warmup_epochs=0.0)
     return PickPlan(t, cfg, job.encoder, job.train.seed, job.pick.folds, fit_cache=fit, val_cache=val,
-                    _pretrained=encoder, on="the supernet's fine-tuned encoder")
+                    _pretrained=encoder, on=SUPERNET_ENCODER)
 
 
 def _summary(job, p, stats, trials, top, search_best, scorer, reference, run_dir, clock) -> dict[str, Any]:

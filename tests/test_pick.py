@@ -143,8 +143,31 @@ def test_rerank_on_settings(tmp_path, glue_dir, capsys):
     assert search_main(["--glue-dir", str(glue_dir), *[a for a in RUN if a != "--freeze-encoder"],
                         "--space", "tiny+ffn@2", "--rerank-on", "supernet", "--output-dir", str(out)]) == 2
     assert "--rerank-on supernet trains every head on one encoder" in capsys.readouterr().err
+    assert not out.exists()  # refused before the run directory was claimed (nothing trained)
     old = {part: {} for part in ("encoder", "data", "train", "search", "oneshot", "pick")}
     for frozen, expected in ((False, "pretrained"), (True, "auto")):
         old["train"] = {"freeze_encoder": frozen}
         (tmp_path / "run_config.json").write_text(json.dumps(old))
         assert SearchJob.load(tmp_path).pick.rerank_on == expected
+
+
+def test_compare_chooses_its_baseline_from_incumbents_trained_as_the_linear_arms_are():
+    """The Δ baseline is the linear arm better on the selection split. Incumbents fitted on the supernet's
+    fine-tuned encoder are not those arms (they fine-tune from the pretrained encoder): BO-HB-safe's are."""
+    from types import SimpleNamespace
+
+    from retrain.comparison import selection_scores
+    from strategies.pick import SUPERNET_ENCODER
+
+    def decision(scored_on, pooler, mean):
+        return {"scored_on": scored_on, "standalone": [
+            {"name": "linear (pooler [CLS])", "score": pooler}, {"name": "linear (mean pool)", "score": mean},
+            {"name": "searched #1", "score": 0.99}]}
+    results = {"heads": {}}
+    bohb = decision("the selection split (300 rows)", 0.7, 0.6)
+    own = SimpleNamespace(summary={"pick": decision("the selection split (300 rows)", 0.5, 0.8)})
+    assert selection_scores(own, results, bohb) == {"linear": 0.5, "linear_mean": 0.8}
+    on_supernet = SimpleNamespace(summary={"pick": decision(f"the selection split (300 rows), heads trained on "
+                                                            f"{SUPERNET_ENCODER}, frozen", 0.5, 0.8)})
+    assert selection_scores(on_supernet, results, bohb) == {"linear": 0.7, "linear_mean": 0.6}
+    assert selection_scores(on_supernet, results, None) == {}
