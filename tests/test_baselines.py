@@ -78,8 +78,9 @@ def test_the_cosine_of_a_regression_task_is_the_score_itself():
 def test_retraining_fits_a_head_without_hidden_layers_as_the_probe_does(tmp_path):
     """Frozen encoder, --linear-fit converged (the default): retrain fits mean pooling + one linear layer
     exactly as the converged probe (same L2 strength, same dev score, every seed), and a cosine head's
-    scale and bias by the same rule. Trained for a budget from its start (scale 1, bias 0), the cosine
-    head is the constant predictor it starts as: the pick scored one head, retrain shipped another."""
+    scale and bias by the same rule. Trained for a budget from scale 1, bias 0, the cosine head was the
+    constant predictor it starts as (the pick scored one head, retrain shipped another); it now starts
+    fitted (``fit_cosine_scale``) under --linear-fit budget too."""
     from retrain.run import RetrainConfig, RetrainPlan, retrain_heads
     from supernet.data.sources import DataConfig
     from supernet.nn.arch import Architecture, linear_architecture
@@ -106,7 +107,7 @@ def test_retraining_fits_a_head_without_hidden_layers_as_the_probe_does(tmp_path
     cos = [s["metrics"]["accuracy"] for s in converged["cosine_head"]["seeds"].values()]
     positives = float(np.mean(task.dev.labels == 1))
     assert min(cos) >= positives + 0.15
-    assert all(s["metrics"]["accuracy"] == pytest.approx(positives) for s in budget["cosine_head"]["seeds"].values())
+    assert min(s["metrics"]["accuracy"] for s in budget["cosine_head"]["seeds"].values()) >= positives + 0.15
 
 
 def test_a_layer_fitted_on_standardised_features_reads_raw_ones_unchanged():

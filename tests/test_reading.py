@@ -124,6 +124,37 @@ def test_a_projected_cosine_trains_from_a_fitted_scale_and_bias(tiny_encoder):
     assert model.head[1].weight.item() == 7.0
 
 
+@pytest.mark.parametrize("pair", ["cosine", "cosine_proj"])
+def test_under_full_fine_tuning_a_cosine_starts_fitted_on_the_pretrained_cosines(tiny_encoder, pair, tmp_path):
+    """Full fine-tuning too (stand-alone and the supernet): the scale and bias start fitted on the pretrained
+    encoder's cosines (labels 3 cos + 1: scale 3, bias 1). From scale 1, bias 0 the encoder would first be
+    pushed to raise every cosine towards STS-B's 0-5 labels (and, for classes, get no gradient at all)."""
+    import copy
+
+    from retrain.run import RetrainConfig, fine_tune
+    from supernet.data.tasks import get_task
+    from supernet.nn.arch import Architecture
+    from supernet.nn.model import build_model
+    from supernet.train.frozen import EncoderCache
+    from supernet.train.supernet import TrainConfig, train_supernet
+    space, stsb = get_space(SPACE), get_task("stsb")
+    data = _pairs(32)
+    cache = EncoderCache.build(tiny_encoder, data, 0, space.needs())
+    cos = torch.nn.functional.cosine_similarity(*(s.pooled["mean"] for s in cache.sides)).numpy()
+    data = Encoded(data.input_ids, data.token_type_ids, (3 * cos + 1).astype(np.float32), data.sides)
+    arch = Architecture(SPACE, space.canonical({**space.reference(), "pool": "mean", "pair": pair}))
+    model = build_model(arch, copy.deepcopy(tiny_encoder), 1)
+    fine_tune(model, stsb, data, data, 0, RetrainConfig(max_steps=1, batch_size=4, seeds=(1,), lr_head=1e-9,
+                                                        lr_encoder=1e-9), 1, None)
+    assert model.head[-1].weight.item() == pytest.approx(3.0, abs=1e-3)
+    assert model.head[-1].bias.item() == pytest.approx(1.0, abs=1e-3)
+    net = HeadSupernet(copy.deepcopy(tiny_encoder), space, 1)
+    train_supernet(net, stsb, data, data, 0, TrainConfig(space=SPACE, max_steps=1, batch_size=4, lr_head=1e-9,
+                                                          lr_encoder=1e-9), tmp_path)
+    assert net.head.cosine.weight.item() == pytest.approx(3.0, abs=1e-3)
+    assert net.head.cosine.bias.item() == pytest.approx(1.0, abs=1e-3)
+
+
 @pytest.mark.parametrize("num_labels", [1, 3])
 def test_frozen_heads_of_every_read_compute_what_the_supernet_computes(tiny_encoder, num_labels):
     """``freeze()`` of every pair and layer read (scalar mix included, its weights moved off their start)

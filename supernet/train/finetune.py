@@ -44,6 +44,10 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     if cfg.freeze_encoder:
         caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
         fit_cosine_scale(model, caches[0], train.labels, spec)  # a checkpoint, if any, overrides it below
+    elif fresh_cosine(model) and not (checkpoint and checkpoint.is_file()):
+        # the pretrained encoder's cosines over the training rows: one forward pass of each text, no backward
+        fit_cosine_scale(model, frozen_caches(model.encoder, (train,), pad_id, model.needs, cfg.device)[0],
+                         train.labels, spec)
     distributed.check_batch(cfg.batch_size)
     warm = {"seconds": 0.0, "cpu_seconds": 0.0}
     if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
@@ -79,18 +83,33 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
 
 
 @torch.no_grad()
+def fresh_cosine(model: FrozenModel) -> bool:
+    """Whether ``model``'s head is a cosine head at its start: scale 1 and bias 0 (``cosine_head``), after a
+    projection at the identity if it has one. An inherited (supernet) or trained head is not."""
+    head = model.head
+    if model.pair not in ("cosine", "cosine_proj") or not isinstance(head[-1], nn.Linear):
+        return False
+    projected = len(head) == 2 and isinstance(head[0], ProjectedCosine)
+    if len(head) != 1 + projected or (projected and any(p.any() for p in head[0].parameters())):
+        return False
+    scale = head[-1]
+    return bool((scale.weight == 1).all() and (scale.bias == 0).all())
+
+
 def fit_cosine_scale(model: FrozenModel, cache: EncoderCache, labels: np.ndarray, spec: TaskSpec) -> None:
-    """A projected cosine head (``ProjectedCosine`` then the scale and bias) starts with its scale and bias
-    fitted to convergence on the training rows' cosines at its start (P = identity), so that gradient
-    steps move the projection, not an affine map that is far off: trained from scale 1, bias 0 against
-    STS-B's 0-5 labels, the first steps' large errors bent the projection and frozen STS-B dev Pearson
-    fell to 0.73 (the bare cosine: 0.870); started fitted, 0.871 (``bench/results/ablation-frozen-converged/``)."""
-    if not (len(model.head) == 2 and isinstance(model.head[0], ProjectedCosine)) or any(
-            p.any() for p in model.head[0].parameters()):  # not at its start (inherited from a supernet): kept
+    """A cosine head (after its projection at the identity, if any) starts with its scale and bias fitted
+    to convergence on the training rows' cosines, so that gradient steps move the projection (or, under
+    full fine-tuning, the encoder), not an affine map that is far off. Trained from scale 1, bias 0
+    against STS-B's 0-5 labels, the first steps' large errors bent the projection and frozen STS-B dev
+    Pearson fell to 0.73 (the bare cosine: 0.870); started fitted, 0.871
+    (``bench/results/ablation-frozen-converged/``). For classes, scale 1 on every logit is a tie whose
+    gradient on the cosine is 0: the encoder would not move until the scales drift apart."""
+    if not fresh_cosine(model):
         return
     device = next(model.parameters()).device
-    cos = cache.outputs(lambda f: model.head[0](model.vector(f)), device)       # (N, 1)
-    fit_into(model.head[1], cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
+    project = model.head[0] if len(model.head) == 2 else (lambda x: x)
+    cos = cache.outputs(lambda f: project(model.vector(f)), device)       # (N, 1)
+    fit_into(model.head[-1], cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
 
 
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,

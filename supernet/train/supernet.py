@@ -24,7 +24,7 @@ from supernet.core.errors import InputError
 from supernet.data.encoded import Encoded, pad_batch
 from supernet.data.tasks import TaskSpec
 from supernet.nn.encoder import EncoderConfig
-from supernet.nn.reading import Features
+from supernet.nn.reading import Features, Needs
 from supernet.nn.space import SearchSpace, bind_space, check_space_name, names_backbone_choices, space_arg
 from supernet.nn.supernet import HeadSupernet
 from supernet.nn.tokens import TOKEN_LABELS
@@ -188,6 +188,11 @@ def fit_shared_cosine(supernet: HeadSupernet, cache: EncoderCache, labels: np.nd
     fit_into(supernet.head.cosine, cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
 
 
+def _cosine_needs(space) -> Needs:
+    """What ``fit_shared_cosine`` reads: each text's vector alone, mean-pooled where the space has it."""
+    return Needs(("mean" if "mean" in space.pool else space.pool[0],), joint=False, sides=True)
+
+
 def _frozen_cache(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> EncoderCache:
     cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), device)
     fit_shared_cosine(supernet, cache, train.labels, spec)  # a resumed checkpoint overrides it
@@ -203,6 +208,11 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     apply_regime(supernet.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
         cache = _frozen_cache(supernet, spec, train, pad_id, cfg.device)
+    elif supernet.head.cosine is not None and not supernet.space.has_backbone and not (
+            resume and (run_dir / CHECKPOINT).is_file()):  # a checkpoint holds the trained scale and bias
+        # the pretrained encoder's cosines: one forward pass of each text (why: finetune.fit_cosine_scale)
+        fit_shared_cosine(supernet, EncoderCache.build(supernet.encoder, train, pad_id, _cosine_needs(supernet.space),
+                                                       cfg.device), train.labels, spec)
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
