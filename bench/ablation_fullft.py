@@ -66,7 +66,8 @@ def main(argv=None) -> dict:
     lpft = next(k for k, n in names.items() if n == LPFT)
     t0, cpu0 = time.time(), time.process_time()
     results = retrain_heads(list(zip(names, heads.values())), RetrainPlan(
-        task, cfg, encoder, data, configs={lpft: replace(cfg, head_warmup_epochs=args.warmup_epochs)}), args.out)
+        task, cfg, encoder, data, configs={lpft: replace(cfg, head_warmup_epochs=args.warmup_epochs)},
+        eval_every=10 ** 9), args.out)  # dev read once, at the end (the per-epoch curve costs as much as training)
     metric = task.spec.main_metric
     per_seed = {names[k]: {s: r["metrics"] for s, r in h["seeds"].items()} for k, h in results["heads"].items()}
     main_of = lambda name: {s: m[metric] for s, m in per_seed[name].items()}

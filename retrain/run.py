@@ -178,6 +178,9 @@ class RetrainPlan:
     caches: tuple[EncoderCache, EncoderCache] | None = None  # frozen encoder: its outputs, shared by every seed
     selection: tuple[EncoderCache, EncoderCache] | None = None  # ... and on the fit and selection rows
     configs: Mapping[str, RetrainConfig] = field(default_factory=dict)  # a head's own fine-tuning, if not ``cfg``
+    # optimizer steps between dev evaluations (None: every epoch, the TensorBoard curves; a benchmark that reads
+    # only the final score may skip the others: evaluation draws no random numbers, so the scores are the same)
+    eval_every: int | None = None
 
     def cfg_for(self, name: str) -> RetrainConfig:
         return self.configs.get(name, self.cfg)
@@ -241,7 +244,8 @@ def _train_seed(plan: RetrainPlan, name: str, arch: Architecture, seed: int, see
         r = copy.deepcopy(fitted["result"])
     else:
         r = fine_tune(net, t.spec, t.train, t.dev, t.pad_id, cfg, seed, seed_dir / "tensorboard",
-                      f"{name} seed {seed}", checkpoint=seed_dir / CHECKPOINT, caches=plan.caches)  # resumes
+                      f"{name} seed {seed}", eval_every=plan.eval_every, checkpoint=seed_dir / CHECKPOINT,
+                      caches=plan.caches)  # resumes
     if distributed.is_main():
         costs = model_costs(net, t.dev, t.pad_id, cfg.device)
         r["parameters"], r["dev_latency_ms"] = costs["params"], costs["dev_latency_ms"]

@@ -171,3 +171,21 @@ def test_weight_sharing_is_charged_up_to_its_head_and_its_report_stage_is_listed
                                "total": 40.0}}
     assert SearchResult(Path("run"), (), summary).cost_to_head() == {"seconds": 16.0, "report_seconds": 4.0,
                                             "cpu_seconds": 32.0, "report_cpu_seconds": 8.0}
+
+
+def test_evaluating_only_at_the_end_leaves_the_scores_as_they_are(tmp_path, glue_dir, tiny_arch):
+    """``RetrainPlan.eval_every`` (benchmarks read only the final dev score): skipping the per-epoch
+    evaluations changes nothing a seed computes, dropout and batch norm included."""
+    from retrain.run import RetrainConfig, RetrainPlan, retrain_heads
+    from supernet.data.sources import DataConfig
+    from supernet.data.splits import load_task
+    from supernet.nn.encoder import EncoderConfig, load_tokenizer
+    data = DataConfig(task="mrpc", glue_dir=str(glue_dir), max_train_samples=64, max_eval_samples=48)
+    encoder = EncoderConfig(num_hidden_layers=2)
+    task = load_task(data, load_tokenizer(None))
+    arch = Architecture.load(tiny_arch)
+    cfg = RetrainConfig(epochs=2, batch_size=16, seeds=(1,))
+    runs = {every: retrain_heads([("arch", arch)], RetrainPlan(task, cfg, encoder, data, eval_every=every),
+                                 tmp_path / str(every))["heads"]["arch"]["seeds"]["1"] for every in (None, 10 ** 9)}
+    assert len(runs[None]["history"]) == 2 and len(runs[10 ** 9]["history"]) == 1  # per epoch / at the end only
+    assert runs[None]["metrics"] == runs[10 ** 9]["metrics"]
