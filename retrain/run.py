@@ -199,11 +199,22 @@ class RetrainPlan:
         fine_tune = {k: v for k, v in self.cfg_for(name).to_dict().items() if k not in _NOT_RESULT_SETTINGS}
         if not fine_tune["freeze_encoder"]:  # how a frozen head is fitted changes nothing here
             fine_tune.pop("linear_fit")
+        if self._cosine_starts_fitted(name, arch):  # since cec8da3; runs from before started at scale 1, bias 0
+            fine_tune["cosine_start"] = "fitted"
         # the rows themselves, not only the paths: a file changed between runs must not mix into one mean
         rows = {"train": self.task.train.fingerprint(), "dev": self.task.dev.fingerprint()}
         return {"architecture": {"space": arch.space, "choices": dict(arch.choices)}, "fine_tune": fine_tune,
                 "data": self.data.to_dict(), "rows": rows, "encoder": self.encoder.to_dict(),
                 "init": "supernet" if name in (self.inherit or {}) else "pretrained encoder"}
+
+
+    def _cosine_starts_fitted(self, name: str, arch: Architecture) -> bool:
+        """A fresh cosine head trained by ``fine_tune`` (not inherited, not fitted by L-BFGS instead)."""
+        cfg, choices = self.cfg_for(name), arch.choices
+        if choices.get("pair") not in ("cosine", "cosine_proj") or name in (self.inherit or {}):
+            return False
+        return not (cfg.freeze_encoder and cfg.linear_fit == "converged" and choices["pair"] == "cosine"
+                    and choices.get("layers", "last") != "scalar_mix")
 
 
 def _flatten(settings: dict[str, Any]) -> dict[str, Any]:

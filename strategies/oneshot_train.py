@@ -26,7 +26,7 @@ from supernet.data.tasks import TaskSpec
 from supernet.nn.supernet import HeadSupernet
 from supernet.train.frozen import score_heads, supernet_cache
 from supernet.train.loop import load_checkpoint, loss_fn, make_optimizer
-from supernet.train.supernet import TrainConfig, probe_architectures
+from supernet.train.supernet import TrainConfig, probe_architectures, start_shared_cosine
 
 from .config import OneShotConfig
 from .oneshot import OneShotHead
@@ -188,6 +188,9 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     """Train with one-shot strategy ``name``; return stats with the export and its dev trajectory."""
     from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
+    last = run_dir / CHECKPOINT_DIR / LAST
+    if not (resume and last.is_file()):  # as random-sampling supernets start theirs; a checkpoint holds it
+        start_shared_cosine(supernet, spec, train, pad_id, cfg.device)
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     # SPOS trains weights only (an evolution searches the result); the others learn the architecture too

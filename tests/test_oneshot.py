@@ -331,3 +331,18 @@ def test_architecture_steps_move_alpha_towards_the_better_choice(policy):
         weights.step()
         arch.step()
     assert shot.export_probs({})["pool"]["mean"] > 0.6
+
+
+def test_one_shot_supernets_start_the_shared_cosine_fitted(tmp_path, glue_dir, monkeypatch):
+    """As random-sampling supernets do (``start_shared_cosine``): DARTS' mixture over the pair reads must not
+    weigh cosine reads at scale 1, bias 0 against STS-B's 0-5 labels."""
+    from strategies import oneshot_train
+    real, started = oneshot_train.start_shared_cosine, []
+
+    def recording(supernet, *a):
+        real(supernet, *a)
+        started.append(supernet.head.cosine.weight.detach().clone())
+    monkeypatch.setattr(oneshot_train, "start_shared_cosine", recording)
+    assert _search(tmp_path / "run", "--strategy", "darts", "--space", "tiny-pairs", "--task", "stsb",
+                   glue_dir=glue_dir) == 0
+    assert len(started) == 1 and not torch.allclose(started[0], torch.ones_like(started[0]))

@@ -148,6 +148,13 @@ def test_under_full_fine_tuning_a_cosine_starts_fitted_on_the_pretrained_cosines
                                                         lr_encoder=1e-9), 1, None)
     assert model.head[-1].weight.item() == pytest.approx(3.0, abs=1e-3)
     assert model.head[-1].bias.item() == pytest.approx(1.0, abs=1e-3)
+    # two classes, the second where the cosine is above its median: the tie (scale 1 on both logits) is broken
+    classes = Encoded(data.input_ids, data.token_type_ids, (cos > np.median(cos)).astype(np.int64), data.sides)
+    binary = build_model(arch, copy.deepcopy(tiny_encoder), 2)
+    fine_tune(binary, get_task("mrpc"), classes, classes, 0, RetrainConfig(max_steps=1, batch_size=4, seeds=(1,),
+                                                                          lr_head=1e-9, lr_encoder=1e-9), 1, None)
+    scale = binary.head[-1].weight[:, 0]
+    assert scale[1] - scale[0] > 1.0
     net = HeadSupernet(copy.deepcopy(tiny_encoder), space, 1)
     train_supernet(net, stsb, data, data, 0, TrainConfig(space=SPACE, max_steps=1, batch_size=4, lr_head=1e-9,
                                                           lr_encoder=1e-9), tmp_path)

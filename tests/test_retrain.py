@@ -189,3 +189,22 @@ def test_evaluating_only_at_the_end_leaves_the_scores_as_they_are(tmp_path, glue
                                  tmp_path / str(every))["heads"]["arch"]["seeds"]["1"] for every in (None, 10 ** 9)}
     assert len(runs[None]["history"]) == 2 and len(runs[10 ** 9]["history"]) == 1  # per epoch / at the end only
     assert runs[None]["metrics"] == runs[10 ** 9]["metrics"]
+
+
+def test_a_cosine_heads_fitted_start_is_part_of_its_settings(glue_dir):
+    """Seeds trained before the cosine's scale and bias started fitted must not mix into a resumed mean:
+    the settings say so for every head that starts fitted, and only for those."""
+    from retrain.run import RetrainConfig, RetrainPlan
+    from supernet.data.sources import DataConfig
+    from supernet.data.splits import load_task
+    from supernet.nn.encoder import EncoderConfig, load_tokenizer
+    data = DataConfig(task="mrpc", glue_dir=str(glue_dir), max_train_samples=32, max_eval_samples=16)
+    task = load_task(data, load_tokenizer(None))
+    space = get_space("pairs")
+    arch = lambda pair: Architecture("pairs", space.canonical({**space.reference(), "pool": "mean", "pair": pair}))
+    starts = lambda cfg, pair: RetrainPlan(task, cfg, EncoderConfig(), data).settings("h", arch(pair))["fine_tune"].get(
+        "cosine_start")
+    full, frozen = RetrainConfig(), RetrainConfig(freeze_encoder=True)
+    assert starts(full, "cosine") == starts(full, "cosine_proj") == starts(frozen, "cosine_proj") == "fitted"
+    assert starts(frozen, "cosine") is None  # fitted by L-BFGS instead (--linear-fit converged)
+    assert starts(full, "joint") is None

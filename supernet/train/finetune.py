@@ -2,6 +2,7 @@
 safe pick's re-ranking), the frozen-encoder regime and LP-FT included."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -44,11 +45,12 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
     if cfg.freeze_encoder:
         caches = caches or frozen_caches(model.encoder, (train, dev), pad_id, model.needs, cfg.device)
         fit_cosine_scale(model, caches[0], train.labels, spec)  # a checkpoint, if any, overrides it below
-    elif fresh_cosine(model) and not (checkpoint and checkpoint.is_file()):
-        # the pretrained encoder's cosines over the training rows: one forward pass of each text, no backward
-        fit_cosine_scale(model, frozen_caches(model.encoder, (train,), pad_id, model.needs, cfg.device)[0],
-                         train.labels, spec)
     distributed.check_batch(cfg.batch_size)
+    started = {"seconds": 0.0, "cpu_seconds": 0.0}
+    if not cfg.freeze_encoder and fresh_cosine(model) and not (checkpoint and checkpoint.is_file()):
+        t0, cpu0 = time.time(), time.process_time()
+        fit_cosine_scale_on_encoder(model, train, pad_id, spec, cfg.device)
+        started = {"seconds": time.time() - t0, "cpu_seconds": time.process_time() - cpu0}
     warm = {"seconds": 0.0, "cpu_seconds": 0.0}
     if cfg.head_warmup_epochs and not (checkpoint and checkpoint.is_file()):  # a checkpoint holds the warmed head
         labels = lambda rows: torch.from_numpy(train.labels[rows]).to(device)
@@ -78,8 +80,8 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
                 eval_every=eval_every or steps_per_epoch(len(train), cfg.batch_size))
     progress = loop.run(train_step, progress, score, on_eval)
     return {"metrics": {k: v for k, v in progress.history[-1].items() if k != "step"}, "history": progress.history,
-            "steps": total, "seconds": progress.seconds + warm["seconds"],
-            "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"], "head_warmup": warm}
+            "steps": total, "seconds": progress.seconds + warm["seconds"] + started["seconds"],
+            "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"] + started["cpu_seconds"], "head_warmup": warm}
 
 
 @torch.no_grad()
@@ -104,12 +106,26 @@ def fit_cosine_scale(model: FrozenModel, cache: EncoderCache, labels: np.ndarray
     Pearson fell to 0.73 (the bare cosine: 0.870); started fitted, 0.871
     (``bench/results/ablation-frozen-converged/``). For classes, scale 1 on every logit is a tie whose
     gradient on the cosine is 0: the encoder would not move until the scales drift apart."""
+    if fresh_cosine(model):
+        fit_into(model.head[-1], _cosines(model, cache), torch.from_numpy(np.asarray(labels)), spec.num_labels)
+
+
+def fit_cosine_scale_on_encoder(model: FrozenModel, data: Encoded, pad_id: int, spec: TaskSpec, device: str,
+                                rows: int = 4096) -> None:
+    """``fit_cosine_scale`` under full fine-tuning: the cosines of the encoder as it is (pretrained), one
+    forward pass of each text, ``rows`` at a time, so only N numbers are held, not N vectors per layer."""
     if not fresh_cosine(model):
         return
-    device = next(model.parameters()).device
+    chunks = [data.subset(np.arange(i, min(i + rows, len(data)))) for i in range(0, len(data), rows)]
+    cos = torch.cat([_cosines(model, frozen_caches(model.encoder, (c,), pad_id, model.needs, device)[0])
+                     for c in chunks])
+    fit_into(model.head[-1], cos, torch.from_numpy(np.asarray(data.labels)), spec.num_labels)
+
+
+def _cosines(model: FrozenModel, cache: EncoderCache) -> torch.Tensor:
+    """(N, 1): what a cosine head's scale and bias read, on a cache (after the projection, if any)."""
     project = model.head[0] if len(model.head) == 2 else (lambda x: x)
-    cos = cache.outputs(lambda f: project(model.vector(f)), device)       # (N, 1)
-    fit_into(model.head[-1], cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
+    return cache.outputs(lambda f: project(model.vector(f)), next(model.parameters()).device)
 
 
 def evaluate(model: nn.Module, data: Encoded, spec: TaskSpec, pad_id: int, device: str,

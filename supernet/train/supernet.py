@@ -188,9 +188,14 @@ def fit_shared_cosine(supernet: HeadSupernet, cache: EncoderCache, labels: np.nd
     fit_into(supernet.head.cosine, cos, torch.from_numpy(np.asarray(labels)), spec.num_labels)
 
 
-def _cosine_needs(space) -> Needs:
-    """What ``fit_shared_cosine`` reads: each text's vector alone, mean-pooled where the space has it."""
-    return Needs(("mean" if "mean" in space.pool else space.pool[0],), joint=False, sides=True)
+def start_shared_cosine(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> None:
+    """``fit_shared_cosine`` on the encoder as it is (pretrained, before fine-tuning): one forward pass of
+    each text alone, mean-pooled where the space has it (why: ``finetune.fit_cosine_scale``)."""
+    if supernet.head.cosine is None or train.sides is None:
+        return
+    space = supernet.space
+    needs = Needs(("mean" if "mean" in space.pool else space.pool[0],), joint=False, sides=True)
+    fit_shared_cosine(supernet, EncoderCache.build(supernet.encoder, train, pad_id, needs, device), train.labels, spec)
 
 
 def _frozen_cache(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> EncoderCache:
@@ -208,11 +213,8 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     apply_regime(supernet.encoder, cfg.freeze_encoder)
     if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
         cache = _frozen_cache(supernet, spec, train, pad_id, cfg.device)
-    elif supernet.head.cosine is not None and not supernet.space.has_backbone and not (
-            resume and (run_dir / CHECKPOINT).is_file()):  # a checkpoint holds the trained scale and bias
-        # the pretrained encoder's cosines: one forward pass of each text (why: finetune.fit_cosine_scale)
-        fit_shared_cosine(supernet, EncoderCache.build(supernet.encoder, train, pad_id, _cosine_needs(supernet.space),
-                                                       cfg.device), train.labels, spec)
+    elif not (resume and (run_dir / CHECKPOINT).is_file()):  # a checkpoint holds the trained scale and bias
+        start_shared_cosine(supernet, spec, train, pad_id, cfg.device)
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
