@@ -180,8 +180,8 @@ def test_evaluating_only_at_the_end_leaves_the_scores_as_they_are(tmp_path, glue
     from supernet.data.sources import DataConfig
     from supernet.data.splits import load_task
     from supernet.nn.encoder import EncoderConfig, load_tokenizer
-    data = DataConfig(task="mrpc", glue_dir=str(glue_dir), max_train_samples=64, max_eval_samples=48)
-    encoder = EncoderConfig(num_hidden_layers=2)
+    data = DataConfig(task="mrpc", glue_dir=str(glue_dir), max_train_samples=32, max_eval_samples=16)
+    encoder = EncoderConfig(num_hidden_layers=1)
     task = load_task(data, load_tokenizer(None))
     arch = Architecture.load(tiny_arch)
     cfg = RetrainConfig(epochs=2, batch_size=16, seeds=(1,))
