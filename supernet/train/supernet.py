@@ -198,10 +198,17 @@ def start_shared_cosine(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, 
     fit_shared_cosine(supernet, EncoderCache.build(supernet.encoder, train, pad_id, needs, device), train.labels, spec)
 
 
-def _frozen_cache(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, device) -> EncoderCache:
-    cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), device)
-    fit_shared_cosine(supernet, cache, train.labels, spec)  # a resumed checkpoint overrides it
-    return cache
+def _start(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, pad_id: int, cfg: TrainConfig,
+           resumed: bool) -> EncoderCache | None:
+    """A frozen encoder's outputs on the training rows (heads train on them, computed once), and the shared
+    cosine's scale and bias fitted on its cosines, in either regime (a resumed checkpoint holds them)."""
+    if cfg.freeze_encoder:
+        cache = EncoderCache.build(supernet.encoder, train, pad_id, supernet.space.needs(), cfg.device)
+        fit_shared_cosine(supernet, cache, train.labels, spec)  # a resumed checkpoint overrides it
+        return cache
+    if not resumed:
+        start_shared_cosine(supernet, spec, train, pad_id, cfg.device)
+    return None
 
 
 def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: Encoded, pad_id: int,
@@ -209,12 +216,9 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
     """Fine-tune encoder + all heads; returns training stats. Checkpoints to ``run_dir/checkpoint.pt``."""
     device = torch.device(cfg.device)
     supernet.to(device).train()
-    cache, t0, cpu0 = None, time.time(), time.process_time()
+    t0, cpu0 = time.time(), time.process_time()
     apply_regime(supernet.encoder, cfg.freeze_encoder)
-    if cfg.freeze_encoder:  # heads train on the encoder's outputs, computed once
-        cache = _frozen_cache(supernet, spec, train, pad_id, cfg.device)
-    elif not (resume and (run_dir / CHECKPOINT).is_file()):  # a checkpoint holds the trained scale and bias
-        start_shared_cosine(supernet, spec, train, pad_id, cfg.device)
+    cache = _start(supernet, spec, train, pad_id, cfg, resume and (run_dir / CHECKPOINT).is_file())
     # computing the cache is part of this stage's cost (the checkpoint's clock counts training only)
     caching = (time.time() - t0, time.process_time() - cpu0)
     distributed.check_batch(cfg.batch_size)
