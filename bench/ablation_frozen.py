@@ -42,6 +42,22 @@ def arms(space_name: str, task: str, encoder: str) -> dict[str, Architecture]:
             for name, c in changes.items()}
 
 
+def write_table(out_dir: Path, arm: str, base: str, rows: dict, delta: str, extra: tuple[str, str] | None = None
+                ) -> str:
+    """``ablation.md``: per arm its mean, an ``extra`` (header, row key) column if given, and the paired
+    difference ``rows[arm][delta]`` against ``base`` with its CI; printed too."""
+    heads = ["mean", *([extra[0]] if extra else [])]
+    lines = [f"| {arm} | {' | '.join(heads)} | Δ vs {base} [95% CI] |", "|---" * (len(heads) + 2) + "|"]
+    for name, r in rows.items():
+        d, cells = r[delta], [r["mean"], *([r[extra[1]]] if extra else [])]
+        lines.append(f"| {name} | {' | '.join(f'{c:.4f}' for c in cells)} | "
+                     f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |")
+    text = "\n".join(lines)
+    (out_dir / "ablation.md").write_text(text + "\n")
+    print(text)
+    return text
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", required=True)
@@ -70,13 +86,8 @@ def main(argv=None) -> dict:
     out = {"task": task.spec.name, "metric": metric, "space": space, "budget": cfg.to_dict(), "rows": rows,
            "command": "python bench/ablation_frozen.py " + " ".join(argv or sys.argv[1:])}
     (args.out / "ablation.json").write_text(json.dumps(out, indent=2) + "\n")
-    lines = [f"| arm ({task.spec.name}, frozen, dev {metric}, seeds {args.seeds}) | mean | "
-             "Δ vs mean + linear [95% CI] |", "|---|---|---|"]
-    for name, r in rows.items():
-        d = r["vs_joint_mean_linear"]
-        lines.append(f"| {name} | {r['mean']:.4f} | {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |")
-    (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, f"arm ({task.spec.name}, frozen, dev {metric}, seeds {args.seeds})", "mean + linear",
+                rows, "vs_joint_mean_linear")
     return out
 
 

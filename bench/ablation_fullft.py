@@ -22,7 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from ablation_frozen import write_table  # noqa: E402
 from retrain.comparison import paired  # noqa: E402
 from retrain.run import RetrainConfig, RetrainPlan, retrain_heads  # noqa: E402
 from supernet.data.sources import DataConfig  # noqa: E402
@@ -84,13 +86,8 @@ def main(argv=None) -> dict:
            "command": "python bench/ablation_fullft.py " + " ".join(argv or sys.argv[1:])}
     (args.out / "ablation.json").write_text(json.dumps(out, indent=2) + "\n")
     acc = any("accuracy_mean" in r for r in rows.values())
-    lines = [f"| arm ({task.spec.name}, first {args.rows} rows, full fine-tuning, dev {metric}, seeds {args.seeds}) | "
-             f"mean{' | accuracy' if acc else ''} | Δ vs {BASE} [95% CI] |", "|---|---|---|" + ("---|" if acc else "")]
-    for name, r in rows.items():
-        d, accuracy = r["vs_linear"], f" | {r['accuracy_mean']:.4f}" if acc else ""
-        lines.append(f"| {name} | {r['mean']:.4f}{accuracy} | {d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}] |")
-    (args.out / "ablation.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_table(args.out, f"arm ({task.spec.name}, first {args.rows} rows, full fine-tuning, dev {metric}, seeds "
+                f"{args.seeds})", BASE, rows, "vs_linear", ("accuracy", "accuracy_mean") if acc else None)
     return out
 
 

@@ -207,7 +207,6 @@ class RetrainPlan:
                 "data": self.data.to_dict(), "rows": rows, "encoder": self.encoder.to_dict(),
                 "init": "supernet" if name in (self.inherit or {}) else "pretrained encoder"}
 
-
     def _cosine_starts_fitted(self, name: str, arch: Architecture) -> bool:
         """A fresh cosine head trained by ``fine_tune`` (not inherited, not fitted by L-BFGS instead)."""
         cfg, choices = self.cfg_for(name), arch.choices

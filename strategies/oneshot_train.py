@@ -188,7 +188,8 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
     """Train with one-shot strategy ``name``; return stats with the export and its dev trajectory."""
     from nni.nas.experiment import NasExperiment, NasExperimentConfig
 
-    last = run_dir / CHECKPOINT_DIR / LAST
+    ckpt_dir = run_dir / CHECKPOINT_DIR
+    last = ckpt_dir / LAST
     if not (resume and last.is_file()):  # as random-sampling supernets start theirs; a checkpoint holds it
         start_shared_cosine(supernet, spec, train, pad_id, cfg.device)
     random.seed(cfg.seed)
@@ -207,8 +208,6 @@ def train_oneshot(name: str, supernet: HeadSupernet, spec: TaskSpec, train: Enco
 
     # every strategy that learns the architecture takes an extra (architecture) optimizer step per batch
     steps_per_batch = 1 if weights_only else 2
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    last = ckpt_dir / LAST
     probes = probe_architectures(supernet.space, cfg.num_probes)
     probe_cb = ProbeCallback(name, supernet, spec, dev, pad_id, total, cfg.eval_every, cfg.device, probes)
     trainer = _trainer(cfg, math.ceil(total / len(train_loader)), weights_only, run_dir, ckpt_dir,

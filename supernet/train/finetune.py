@@ -84,7 +84,6 @@ def fine_tune(model: FrozenModel, spec: TaskSpec, train: Encoded, dev: Encoded, 
             "cpu_seconds": progress.cpu_seconds + warm["cpu_seconds"] + started["cpu_seconds"], "head_warmup": warm}
 
 
-@torch.no_grad()
 def fresh_cosine(model: FrozenModel) -> bool:
     """Whether ``model``'s head is a cosine head at its start: scale 1 and bias 0 (``cosine_head``), after a
     projection at the identity if it has one. An inherited (supernet) or trained head is not."""
