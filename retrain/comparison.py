@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from strategies.config import PickConfig, SearchConfig
-from strategies.pick import SUPERNET_ENCODER, PickPlan, safe_pick
+from strategies.pick import SUPERNET_ENCODER, PickPlan, incumbents, safe_pick
 from strategies.pipeline import SearchJob, SearchResult, run_search
 from supernet.core.config import Config, arg
 from supernet.core.errors import InputError
@@ -50,6 +50,7 @@ from .bohb import BOHBConfig, run_bohb
 from .run import RetrainConfig, RetrainPlan, retrain_heads, summarize
 
 LINEAR_HEADS = {"linear": "pooler", "linear_mean": "mean"}  # arm -> pooling of a single linear layer
+INCUMBENT_ARMS = {"linear (pooler [CLS])": "linear", "linear (mean pool)": "linear_mean"}  # strategies.pick's names
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ def comparison(results: dict[str, Any], costs: dict[str, dict], metric: str,
     base = max(scored, key=selection.__getitem__) if scored else max(linear, key=lambda n: summary[n]["mean"])
     rows = {name: {"mean": summary[name]["mean"], "std": summary[name]["std"], "per_seed": per_seed[name],
                    "head_parameters": results["heads"][name]["head_parameters"],
+                   "same_as": results["heads"][name].get("same_as"),  # one retrain shared by two arms
                    "architecture": results["heads"][name]["architecture"]["choices"],
                    "search": costs.get(name, {"seconds": 0.0, "cpu_seconds": 0.0}),
                    "vs_linear": paired(per_seed[name], per_seed[base]) if name != base else None,
@@ -170,7 +172,8 @@ def markdown(cmp: dict[str, Any], task: str) -> str:
     for name, r in cmp["rows"].items():
         d = r["vs_linear"]
         delta = "—" if d is None else f"{d['mean']:+.4f} [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]"
-        lines.append(f"| {name} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} | {r['head_parameters']:,} | "
+        same = f" (= {r['same_as']}: the same head, one retrain)" if r.get("same_as") else ""
+        lines.append(f"| {name}{same} | {r['mean']:.4f} ± {r['std']:.4f} | {delta} | {r['head_parameters']:,} | "
                      f"{r['search']['cpu_seconds']:.0f} |")
     lines += ["", f"Search CPU cost, weight sharing / BO-Hyperband: {cmp['cpu_cost_ratio_ws_over_bohb']:.3f}"]
     report = cmp["rows"]["weight_sharing"]["search"].get("report_cpu_seconds")
@@ -227,8 +230,7 @@ class Arms:
 
 def search_arms(cmp, bohb, task, data, encoder, ft, out, pick: PickConfig = PickConfig()) -> Arms:
     ws = weight_sharing_search(search_job(cmp, data, encoder, ft, pick), out / "weight_sharing")
-    heads = [(name, linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
-             for name, pool in LINEAR_HEADS.items()]
+    heads = linear_arms(cmp.space, task, encoder)
     heads.append(("weight_sharing", ws.best))
     top1 = Architecture(ws.best.space, ws.summary["search_best_choices"], encoder=encoder.name, task=task.spec.name,
                         labels=task.spec.label_names)
@@ -258,6 +260,16 @@ def search_arms(cmp, bohb, task, data, encoder, ft, out, pick: PickConfig = Pick
     return arms
 
 
+def linear_arms(space: str, task: TaskData, encoder: EncoderConfig) -> list[tuple[str, Architecture]]:
+    """The single linear layers, as the compared space's own incumbent records where it holds them: a
+    search that keeps one returns that very record, and its retrain is reused (``retrain_heads``)."""
+    held = {INCUMBENT_ARMS[n]: c for n, c in incumbents(get_space(space)).items() if n in INCUMBENT_ARMS}
+    meta = {"encoder": encoder.name, "task": task.spec.name, "labels": task.spec.label_names}
+    return [(name, Architecture(space, held[name], **meta) if name in held else
+             linear_architecture(task.spec.name, encoder.name, task.spec.label_names, pool))
+            for name, pool in LINEAR_HEADS.items()]
+
+
 def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig, ft: RetrainConfig,
                       pick: PickConfig, seed: int, out: Path) -> tuple[Architecture, dict[str, Any]]:
     """BO-HB's best head, kept only if it beats the incumbents by the safe rule (resumable: pick.json)."""
@@ -274,7 +286,6 @@ def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig
     return arch, decision
 
 
-INCUMBENT_ARMS = {"linear (pooler [CLS])": "linear", "linear (mean pool)": "linear_mean"}  # strategies.pick's names
 
 
 def selection_scores(ws: SearchResult, results: dict[str, Any], bohb_pick: dict | None = None) -> dict[str, float]:

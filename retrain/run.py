@@ -331,7 +331,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     starts from that trained supernet's weights (``freeze`` of its choices: encoder, conv blocks and
     head as the search scored them), not from the pretrained encoder. Writes per seed
     ``<head>/seed_<s>/result.json`` + TensorBoard, the first seed's ``<head>/model.pt``, and
-    ``results.json`` / ``results.md`` in ``out``."""
+    ``results.json`` / ``results.md`` in ``out``. A head whose settings (architecture, fine-tuning, init,
+    data) equal an earlier head's is not trained again: it gets that head's results and ``same_as``."""
     spec, config = plan.task.spec, plan.encoder.pretrained_config()
     depth = plan.encoder.num_hidden_layers or config.num_hidden_layers
     if plan.cfg.freeze_encoder and plan.caches is None:  # the encoder's outputs once, for every head and seed
@@ -341,7 +342,13 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     results: dict[str, Any] = {"task": spec.name, "metric": spec.main_metric, "encoder": plan.encoder.name,
                                "num_hidden_layers": plan.encoder.num_hidden_layers, "config": plan.cfg.to_dict(),
                                "heads": {}}
+    trained: dict[str, str] = {}  # a retrain's settings -> the head that ran them
     for name, arch in heads:
+        first = trained.setdefault(json.dumps(plan.settings(name, arch), sort_keys=True), name)
+        if first != name:  # e.g. a search that kept a linear incumbent: the same fine-tune, not a second one
+            print(f"{name}: the same head and settings as {first}; its retrain is reused", flush=True)
+            results["heads"][name] = {**results["heads"][first], "architecture": arch.to_dict(), "same_as": first}
+            continue
         per_seed = retrain_head(plan, name, arch, out)
         parts = plain_head(arch.search_space, arch.choices, config.hidden_size, spec.num_labels, depth)
         head_params = sum(p.numel() for m in parts if m is not None for p in m.parameters())

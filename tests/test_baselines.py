@@ -138,3 +138,33 @@ def test_a_run_from_before_linear_fit_resumes_where_nothing_it_computes_changed(
                 check_resume_settings(head, new)
         else:
             check_resume_settings(head, new)
+
+
+def test_a_search_that_keeps_a_linear_incumbent_reuses_that_linear_arms_retrain(tmp_path):
+    """The compare's linear arms are the compared space's incumbent records, so a pick that kept one is
+    the same head with the same settings: retrained once (``same_as``), not fine-tuned a second time.
+    A head that differs in any choice is still trained."""
+    from retrain.comparison import linear_arms
+    from retrain.run import RetrainConfig, RetrainPlan, retrain_heads
+    from strategies.pick import incumbents
+    from supernet.data.sources import DataConfig
+    from supernet.nn.arch import Architecture, linear_architecture
+    from supernet.nn.encoder import EncoderConfig
+    from supernet.nn.space import get_space
+    task, encoder = _task(n_fit=120, n_val=40, n_dev=60), EncoderConfig(num_hidden_layers=1)
+    caches = _caches(task, signal=2.0, width=encoder.pretrained_config().hidden_size)
+    pairs = get_space("pairs")
+    meta = {"encoder": encoder.name, "task": task.spec.name, "labels": task.spec.label_names}
+    kept = Architecture("pairs", incumbents(pairs)["linear (mean pool)"], **meta)
+    other = Architecture("pairs", {**kept.choices, "pair": "cosine"}, **meta)
+    linear = linear_arms("pairs", task, encoder)
+    assert [n for n, _ in linear] == ["linear", "linear_mean"] and {a.space for _, a in linear} == {"pairs"}
+    heads = [linear[1], ("weight_sharing", kept), ("random_head", other)]  # the toy caches hold mean pooling only
+    assert linear_arms("paper", task, encoder)[0][1].choices == linear_architecture("mrpc", encoder.name).choices
+    plan = RetrainPlan(task, RetrainConfig(epochs=1, seeds=(1, 2), freeze_encoder=True, linear_fit="budget"), encoder,
+                       DataConfig(task="mrpc"), caches=(caches["train"], caches["dev"]),
+                       selection=(caches["fit"], caches["val"]))
+    out = retrain_heads(heads, plan, tmp_path / "retrain")["heads"]
+    assert out["weight_sharing"]["same_as"] == "linear_mean" and "same_as" not in out["random_head"]
+    assert out["weight_sharing"]["seeds"] == out["linear_mean"]["seeds"]
+    assert not (tmp_path / "retrain" / "weight_sharing").exists() and (tmp_path / "retrain" / "random_head").is_dir()
