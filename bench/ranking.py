@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from retrain.run import RetrainConfig, RetrainPlan, retrain_heads  # noqa: E402
-from strategies.config import SearchConfig  # noqa: E402
+from strategies.config import PickConfig, SearchConfig  # noqa: E402
 from strategies.pipeline import SearchJob, run_search  # noqa: E402
 from supernet.core.files import atomic_write_json  # noqa: E402
 from supernet.data.sources import DataConfig
@@ -139,7 +139,8 @@ def inherited(args, data, encoder, cfg: RetrainConfig, variant: str, heads, out:
     frequent predicted class (1.0: the supernet left it a constant predictor; None for regression)."""
     recalibrate = VARIANTS[variant][1]
     job = SearchJob(encoder=encoder, data=data, train=supernet_config(args.space, cfg, variant, args.selection_seed),
-                    search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False))
+                    search=SearchConfig(trials=2, population=2, sample_size=1, random_baseline=1, webui=False),
+                    pick=PickConfig(pick="best"))  # the study scores its own heads: the safe pick's re-ranking is unused
     run = supernet_dir(out, variant)
     if not (run / "search_summary.json").is_file():
         run_search(job, run, resume=(run / "run_config.json").is_file())

@@ -332,7 +332,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
     head as the search scored them), not from the pretrained encoder. Writes per seed
     ``<head>/seed_<s>/result.json`` + TensorBoard, the first seed's ``<head>/model.pt``, and
     ``results.json`` / ``results.md`` in ``out``. A head whose settings (architecture, fine-tuning, init,
-    data) equal an earlier head's is not trained again: it gets that head's results and ``same_as``."""
+    data) equal an earlier head's is not trained again: it gets that head's results, ``same_as``, and its
+    directory as a link to that head's."""
     spec, config = plan.task.spec, plan.encoder.pretrained_config()
     depth = plan.encoder.num_hidden_layers or config.num_hidden_layers
     if plan.cfg.freeze_encoder and plan.caches is None:  # the encoder's outputs once, for every head and seed
@@ -348,6 +349,8 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
         if first != name:  # e.g. a search that kept a linear incumbent: the same fine-tune, not a second one
             print(f"{name}: the same head and settings as {first}; its retrain is reused", flush=True)
             results["heads"][name] = {**results["heads"][first], "architecture": arch.to_dict(), "same_as": first}
+            if distributed.is_main() and not (out / name).exists():  # <out>/<name>/model.pt is where users look
+                (out / name).symlink_to(first, target_is_directory=True)
             continue
         per_seed = retrain_head(plan, name, arch, out)
         parts = plain_head(arch.search_space, arch.choices, config.hidden_size, spec.num_labels, depth)

@@ -167,4 +167,6 @@ def test_a_search_that_keeps_a_linear_incumbent_reuses_that_linear_arms_retrain(
     out = retrain_heads(heads, plan, tmp_path / "retrain")["heads"]
     assert out["weight_sharing"]["same_as"] == "linear_mean" and "same_as" not in out["random_head"]
     assert out["weight_sharing"]["seeds"] == out["linear_mean"]["seeds"]
-    assert not (tmp_path / "retrain" / "weight_sharing").exists() and (tmp_path / "retrain" / "random_head").is_dir()
+    ws, other = tmp_path / "retrain" / "weight_sharing", tmp_path / "retrain" / "random_head"
+    assert ws.is_symlink() and ws.resolve() == (tmp_path / "retrain" / "linear_mean").resolve()
+    assert other.is_dir() and not other.is_symlink()
