@@ -256,8 +256,9 @@ def decide(cands: list[Standalone], labels: np.ndarray, metrics: tuple[str, ...]
     record = {"rule": "safe", "scored_on": rows, "standalone": [c.record() for c in cands]}
     if incumbent is None or searched is None:
         winner = searched or incumbent
-        return {**record, "returned": winner.name, "line": f"returned {winner.name}: nothing to compare it with"}, \
-            winner
+        why = "the space holds no incumbent" if incumbent is None else \
+            f"the best incumbent on {rows}; every head the search offered is an incumbent"
+        return {**record, "returned": winner.name, "line": f"returned {winner.name}: {why}"}, winner
     test = paired_bootstrap(searched.outputs, incumbent.outputs, labels, metrics)
     kept = test["ci95"][0] > 0
     winner = searched if kept else incumbent

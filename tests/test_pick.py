@@ -54,6 +54,17 @@ def test_a_clearly_better_head_is_returned():
     assert not winner.incumbent and decision["searched_kept"] and decision["vs_incumbent"]["ci95"][0] > 0
 
 
+def test_when_the_search_offers_only_incumbents_the_best_incumbent_is_returned_and_the_line_says_why():
+    """BO-HB's best can be an incumbent itself (STS-B, 500 rows: the cosine): no searched head is left."""
+    labels = np.random.default_rng(2).integers(0, 2, 300)
+    worse, better = _cands(labels, np.arange(300) % 3 > 0, np.arange(300) % 5 > 0)
+    better.name, better.incumbent = "cosine (mean pool)", True
+    decision, winner = decide([worse, better], labels, ("accuracy",), "300 rows")
+    assert winner is better and decision["returned"] == "cosine (mean pool)"
+    assert decision["line"] == ("returned cosine (mean pool): the best incumbent on 300 rows; every head the search "
+                                "offered is an incumbent")
+
+
 def test_the_bootstrap_is_paired():
     """Two heads wrong on the same rows tie exactly; an unpaired interval would not know it."""
     labels = np.arange(100) % 2
