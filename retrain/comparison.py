@@ -286,8 +286,6 @@ def bo_hyperband_safe(best: Architecture, task: TaskData, encoder: EncoderConfig
     return arch, decision
 
 
-
-
 def selection_scores(ws: SearchResult, results: dict[str, Any], bohb_pick: dict | None = None) -> dict[str, float]:
     """The linear arms' scores on the selection split, where something put them there: the safe pick's
     stand-alone incumbents, and the linear probe's chosen L2 strength. Incumbents trained on the supernet's

@@ -301,10 +301,12 @@ def fit_converged(plan: RetrainPlan, net: FrozenModel) -> dict[str, Any]:
                     "selection": {str(k): v for k, v in selection.items()}}}
 
 
-def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path) -> dict[str, Any]:
-    """Every seed of one head; finished seeds in ``out/name`` are kept. The first seed's model is saved: one
-    fixed in advance, not the one the report split scored best (that would be a choice made on it)."""
-    check_resume_settings(out / name, plan.settings(name, arch))
+def retrain_head(plan: RetrainPlan, name: str, arch: Architecture, out: Path, settings: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """Every seed of one head (``settings``: ``plan.settings`` of it); finished seeds in ``out/name`` are kept.
+    The first seed's model is saved: one fixed in advance, not the one the report split scored best (that
+    would be a choice made on it)."""
+    check_resume_settings(out / name, settings)
     per_seed, fitted = {}, {}
     for seed in plan.cfg.seeds:
         seed_dir = out / name / f"seed_{seed}"
@@ -345,19 +347,20 @@ def retrain_heads(heads: list[tuple[str, Architecture]], plan: RetrainPlan, out:
                                "heads": {}}
     trained: dict[str, str] = {}  # a retrain's settings -> the head that ran them
     for name, arch in heads:
-        first = trained.setdefault(json.dumps(plan.settings(name, arch), sort_keys=True), name)
+        settings = plan.settings(name, arch)  # once: it hashes the training and dev rows
+        first = trained.setdefault(json.dumps(settings, sort_keys=True), name)
         if first != name:  # e.g. a search that kept a linear incumbent: the same fine-tune, not a second one
             print(f"{name}: the same head and settings as {first}; its retrain is reused", flush=True)
             results["heads"][name] = {**results["heads"][first], "architecture": arch.to_dict(), "same_as": first}
             if distributed.is_main() and not (out / name).exists():  # <out>/<name>/model.pt is where users look
                 (out / name).symlink_to(first, target_is_directory=True)
             continue
-        per_seed = retrain_head(plan, name, arch, out)
+        per_seed = retrain_head(plan, name, arch, out, settings)
         parts = plain_head(arch.search_space, arch.choices, config.hidden_size, spec.num_labels, depth)
         head_params = sum(p.numel() for m in parts if m is not None for p in m.parameters())
         seeds = [r for r in per_seed.values() if "parameters" in r]
         results["heads"][name] = {"architecture": arch.to_dict(), "head_parameters": head_params,
-                                  "init": plan.settings(name, arch)["init"],
+                                  "init": settings["init"],
                                   "parameters": seeds[0]["parameters"] if seeds else None,
                                   "dev_latency_ms": statistics.median(r["dev_latency_ms"] for r in seeds)
                                   if seeds else None,
