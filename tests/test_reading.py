@@ -374,3 +374,32 @@ def test_a_scalar_mix_trains_with_its_head(tiny_encoder, freeze):
     fine_tune(model, get_task("mrpc"), _pairs(16), _pairs(8), 0,
               RetrainConfig(max_steps=3, batch_size=8, seeds=(1,), lr_head=0.1, freeze_encoder=freeze), 1, None)
     assert not torch.equal(before, model.scalar_mix.weights)
+
+
+def test_a_fine_tuned_supernet_step_reads_one_view_of_the_pair(tiny_encoder, tmp_path, monkeypatch):
+    """Under fine-tuning a step's heads all read the pair jointly or all read its texts apart: one encoder
+    forward, or one per text, never three (a mixed step cost 1.5x a BO-HB trial's step). Each head's pair
+    read stays uniform over the space's, and a frozen encoder's steps keep mixing views (its cache holds both)."""
+    import supernet.train.supernet as T
+    from supernet.data.tasks import get_task
+    space = get_space(SPACE)
+    counts, mixed = {p: 0 for p in space.pair}, 0
+    for step in range(400):
+        shared = T.step_architectures(space, T.arch_rng(0, step), 4, one_view=True)
+        free = T.step_architectures(space, T.arch_rng(0, step), 4)
+        needs = space.needs(shared)
+        assert not (needs.joint and needs.sides)
+        assert [{k: v for k, v in a.items() if k != "pair"} for a in shared] == \
+               [{k: v for k, v in a.items() if k != "pair"} for a in free]  # only the pair read moves
+        mixed += space.needs(free).joint and space.needs(free).sides
+        for a in shared[1:]:
+            counts[a["pair"]] += 1
+    assert mixed > 100 and all(240 <= c <= 360 for c in counts.values()), (mixed, counts)  # 1,200 draws, 300 each
+    forwards = []
+    real = T.HeadSupernet.features
+    monkeypatch.setattr(T.HeadSupernet, "features", lambda self, batch, needs, *a: forwards.append(
+        needs.joint + 2 * needs.sides) or real(self, batch, needs, *a))
+    net = HeadSupernet(tiny_encoder, space, 2)
+    cfg = T.TrainConfig(space=SPACE, max_steps=12, batch_size=4, heads_per_step=4, eval_every=100)
+    T.train_supernet(net, get_task("mrpc"), _pairs(24), _pairs(8), 0, cfg, tmp_path)
+    assert len(forwards) >= 12 and max(forwards) <= 2 and set(forwards) == {1, 2}, forwards

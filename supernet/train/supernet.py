@@ -100,13 +100,15 @@ def arch_rng(seed: int, step: int) -> random.Random:
 
 
 def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_backbone: bool = False,
-                       sampling: str = "uniform") -> list[dict[str, Any]]:
+                       sampling: str = "uniform", one_view: bool = False) -> list[dict[str, Any]]:
     """The ``n`` candidates trained on one batch (``sampling``: see ``TrainConfig``; sandwich puts the
     largest first). In a backbone space they share the first one's encoder choices (one encoder
     forward per step serves all of them), or with ``full_backbone`` the full pretrained encoder's.
     Uniform heads also share one token block (its choices; the pooling and the MLP stay each head's
     own): a token block costs up to half an encoder layer per layer, and four different ones per
-    step cut supernet throughput to 0.61-0.74x of a plain fine-tune (bench/results/speed-cpu)."""
+    step cut supernet throughput to 0.61-0.74x of a plain fine-tune (bench/results/speed-cpu).
+    With ``one_view`` (an encoder that is fine-tuned) uniform heads also share the first one's view of
+    a pair: all read it jointly, or all read its texts apart (``share_view``)."""
     if sampling == "sandwich":
         archs = [space.largest(rng), space.smallest(rng), *(space.sample(rng) for _ in range(n - 2))]
     elif sampling == "fair":
@@ -115,9 +117,23 @@ def step_architectures(space: SearchSpace, rng: random.Random, n: int, full_back
         archs = [space.sample(rng) for _ in range(n)]
         block = {k: archs[0][k] for k in TOKEN_LABELS if k in archs[0]}
         archs = [archs[0], *({**a, **block} for a in archs[1:])]
+        if one_view and space.has_pairs:
+            archs = [archs[0], *(share_view(archs[0], a) for a in archs[1:])]
     source = space.reference() if full_backbone else archs[0]
     shared = {k: source[k] for k in space.backbone_choices(source) if k in source}
     return [{**a, **shared} for a in archs]
+
+
+def share_view(first: Mapping[str, Any], head: dict[str, Any]) -> dict[str, Any]:
+    """``head``, reading a pair the way ``first`` does: jointly (one encoder forward on the pair), or
+    its texts apart (one forward per text). Under fine-tuning a step whose heads read both ran three
+    forwards, and two thirds of uniform 4-head steps did (the `pairs` supernet's step cost 1.5x a
+    BO-HB trial's, bench/results/compare-stsb-small-fullft-pairs). A head that already reads the
+    same view keeps its pair read; another takes ``first``'s, so each head's pair read stays uniform
+    over the space's (P(joint) = 1/k, and the side reads split the rest evenly)."""
+    if (head["pair"] == "joint") == (first["pair"] == "joint"):
+        return head
+    return {**head, "pair": first["pair"]}
 
 
 def is_full_backbone_step(cfg: TrainConfig, step: int) -> bool:
@@ -242,7 +258,7 @@ def train_supernet(supernet: HeadSupernet, spec: TaskSpec, train: Encoded, dev: 
         rows = distributed.shard(batches(step))
         rng = arch_rng(cfg.seed, step)  # the same heads on every rank, without communication
         archs = step_architectures(supernet.space, rng, cfg.heads_per_step, is_full_backbone_step(cfg, step),
-                                   cfg.sampling)
+                                   cfg.sampling, one_view=cache is None)  # a frozen encoder's cache holds both views
         if cache is not None:
             batch = {"labels": torch.from_numpy(train.labels[rows]).to(device)}
             with cfg.autocast():
