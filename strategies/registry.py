@@ -79,7 +79,8 @@ class StrategySpec:
         return self.search(cfg, seed, state_file, resume_from, space)
 
 
-_OURS = "our supernet training: sampled heads per encoder forward"
+_OURS = ("our supernet training: 4 sampled heads per encoder forward (sharing one token block and, fine-tuned, "
+         "one view of a pair: joint or apart)")
 STRATEGIES: dict[str, StrategySpec] = {s.name: s for s in (
     StrategySpec("evolution", "RegularizedEvolution", None, None, EVOLUTION, _OURS,
                  "top-k of regularized evolution (trials in the web UI)"),
