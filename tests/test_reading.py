@@ -379,7 +379,8 @@ def test_a_scalar_mix_trains_with_its_head(tiny_encoder, freeze):
 def test_a_fine_tuned_supernet_step_reads_one_view_of_the_pair(tiny_encoder, tmp_path, monkeypatch):
     """Under fine-tuning a step's heads all read the pair jointly or all read its texts apart: one encoder
     forward, or one per text, never three (a mixed step cost 1.5x a BO-HB trial's step). Each head's pair
-    read stays uniform over the space's, and a frozen encoder's steps keep mixing views (its cache holds both)."""
+    read stays uniform over the space's; sampling without ``one_view`` (a frozen encoder's: its cache holds
+    both views) still mixes them."""
     import supernet.train.supernet as T
     from supernet.data.tasks import get_task
     space = get_space(SPACE)
